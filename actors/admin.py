@@ -1,0 +1,116 @@
+"""The local admin endpoint: a Unix socket (owner-only) answering one JSON request per line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from actors.c2s import TestCrash
+from fsm.core import Kick
+
+log = logging.getLogger("xmppd.admin")
+
+
+class AdminError(Exception):
+    pass
+
+
+class AdminServer:
+    def __init__(self, node: Any, path: Path) -> None:
+        self.node = node
+        self.path = path
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            self.path.unlink()  # a stale socket: the port check has already proved we are alone
+        old_umask = os.umask(0o177)
+        try:
+            self.server = await asyncio.start_unix_server(self._client, path=str(self.path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+        log.info("admin socket at %s", self.path)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            request = json.loads(line or b"{}")
+            result = self.handle(request.get("cmd", ""), request.get("args", {}))
+            reply = {"ok": True, "result": result}
+        except AdminError as exc:
+            reply = {"ok": False, "error": str(exc)}
+        except (ValueError, TypeError) as exc:
+            reply = {"ok": False, "error": f"bad request: {exc}"}
+        writer.write(json.dumps(reply).encode() + b"\n")
+        try:
+            await writer.drain()
+        finally:
+            writer.close()
+
+    # --- commands ----------------------------------------------------------------------------
+
+    def handle(self, cmd: str, args: dict) -> Any:
+        handler = getattr(self, f"cmd_{cmd}", None)
+        if handler is None:
+            raise AdminError(f"unknown command {cmd!r}")
+        return handler(**args)
+
+    def cmd_status(self) -> dict:
+        return {
+            "connections": len(self.node.actors),
+            "sessions": self.node.sessions.count(),
+            "started": self.node.started,
+            "hosts": list(self.node.hosts),
+        }
+
+    def cmd_sessions(self, state: str | None = None, user: str | None = None) -> list[dict]:
+        rows = [actor.info() for actor in list(self.node.actors.values())]
+        if state:
+            rows = [r for r in rows if r["state"] == state]
+        if user:
+            rows = [r for r in rows if user in (r["user"], r["jid"])]
+        return sorted(rows, key=lambda r: r["state_since"])
+
+    def cmd_session(self, id: str) -> dict:
+        actor = self._find(id)
+        info = actor.info()
+        info["transitions"] = [
+            {"from": before, "event": event, "to": after, "at": at}
+            for before, event, after, at in actor.transitions
+        ]
+        return info
+
+    def cmd_kick(self, id: str, condition: str = "policy-violation") -> dict:
+        actor = self._find(id)
+        actor.actor_ref.tell(Kick(condition, "kicked by the administrator"))
+        return {"kicked": actor.id}
+
+    def cmd_crash(self, id: str) -> dict:
+        if not self.node.test_hooks:
+            raise AdminError("test hooks are off (start the node with XMPPD_TEST_HOOKS=1)")
+        actor = self._find(id)
+        actor.actor_ref.tell(TestCrash())
+        return {"crashed": actor.id}
+
+    def _find(self, ident: str) -> Any:
+        actor = self.node.actors.get(ident)
+        if actor is not None:
+            return actor
+        for candidate in list(self.node.actors.values()):
+            if candidate.data.jid is not None and str(candidate.data.jid) == ident:
+                return candidate
+        raise AdminError(f"no session {ident!r} (give a connection id or a full JID)")

@@ -1,0 +1,207 @@
+"""The c2s actor: hosts one connection's c2s machine and carries out the actions it returns."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from actors.runtime import RunQueueActor
+from fsm import c2s
+from fsm.core import (
+    CancelTimer,
+    CheckPassword,
+    CloseSession,
+    CredentialsLoaded,
+    LoadCredentials,
+    OpenSession,
+    PasswordChecked,
+    RestartStream,
+    Route,
+    Send,
+    SendClose,
+    SendHeader,
+    SessionOpened,
+    SessionReplaced,
+    SetPresence,
+    SetTimer,
+    StartTLS,
+    Stop,
+    Timeout,
+)
+from fsm.session import C2S
+from routing.sessions import TooManySessions
+from xmpp.errors import stream_error
+from xmpp.stream import STREAM_CLOSE, serialize, stream_header
+
+if TYPE_CHECKING:
+    from actors.connection import Connection
+    from actors.node import Node
+
+log = logging.getLogger("xmppd.c2s")
+
+RING = 50
+
+
+class C2SActor(RunQueueActor):
+    """No protocol decisions here: every `if` about XMPP belongs to fsm/c2s.py."""
+
+    def __init__(self, node: Node, conn: Connection, data: C2S) -> None:
+        super().__init__()
+        self.node = node
+        self.conn = conn
+        self.data = data
+        self.state = "wait_for_stream"
+        self.state_since = time.time()
+        self.transitions: deque = deque(maxlen=RING)
+        self.timers: dict[str, Any] = {}
+
+    # --- the machine -------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        transition = c2s.init(self.data)
+        self.data = transition.data
+        self._perform(transition.actions)
+
+    def on_receive(self, event: Any) -> None:
+        if isinstance(event, TestCrash):
+            raise RuntimeError("test-only crash requested through the admin socket")
+        before = self.state
+        state, self.data, actions = c2s.step(before, event, self.data)
+        now = time.time()
+        self.transitions.append((before, type(event).__name__, state, now))
+        if state != before:
+            self.state, self.state_since = state, now
+        self._perform(actions)
+
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """The supervisor's clean end for a crashed session: tell the client, free the
+        resource, so contacts see it leave and other sessions carry on."""
+        log.error("[%s] session %s crashed in %s: %s", self.id, self.data.jid, self.state, exc)
+        self.state = "closed"
+        self._cancel_timers()
+        if self.data.jid is not None:
+            self.node.close_session(self.data.jid, self.actor_ref)
+        self.conn.write(serialize_error("internal-server-error"))
+        self.conn.write(STREAM_CLOSE)
+        self.conn.close()
+
+    def on_stop(self) -> None:
+        self._cancel_timers()
+
+    @property
+    def id(self) -> str:
+        return self.data.conn_id
+
+    # --- carrying out actions ----------------------------------------------------------------
+
+    def _perform(self, actions: list) -> None:
+        for action in actions:
+            match action:
+                case Send(element):
+                    self.conn.write(serialize(element))
+                case Route(stanza):
+                    self.node.router.route(stanza)
+                case SendHeader(attrs):
+                    self.conn.write(stream_header(attrs))
+                case SendClose():
+                    self.conn.write(STREAM_CLOSE)
+                case SetTimer(name, seconds):
+                    self._set_timer(name, seconds)
+                case CancelTimer(name):
+                    timer = self.timers.pop(name, None)
+                    if timer is not None:
+                        timer.cancel()
+                case StartTLS():
+                    self.conn.start_tls()
+                case RestartStream():
+                    self.conn.restart_stream()
+                case LoadCredentials(username, domain, hash_name):
+                    self.node.blocking(
+                        self.actor_ref,
+                        self.node.storage.accounts.credentials,
+                        (username, domain, hash_name),
+                        lambda creds, u=username: CredentialsLoaded(u, creds),
+                    )
+                case CheckPassword(username, domain, password):
+                    self.node.blocking(
+                        self.actor_ref,
+                        self.node.check_password,
+                        (username, domain, password),
+                        lambda ok, u=username: PasswordChecked(u, bool(ok)),
+                    )
+                case OpenSession(jid):
+                    self.actor_ref.tell(self._open_session(jid))
+                case CloseSession(jid):
+                    self.node.close_session(jid, self.actor_ref)
+                case SetPresence(jid, available, priority):
+                    self.node.sessions.set_presence(jid, available, priority)
+                case Stop(condition, text):
+                    self._stop(condition, text)
+                case _:
+                    raise TypeError(f"c2s actor cannot perform {action!r}")
+
+    def _open_session(self, jid: Any) -> SessionOpened:
+        try:
+            old = self.node.sessions.open(
+                jid, self.actor_ref, self.id, self.node.config.limits.max_sessions_per_account
+            )
+        except TooManySessions:
+            return SessionOpened(jid, "resource-constraint")
+        if old is not None and old is not self.actor_ref:
+            old.tell(SessionReplaced())
+        log.info("[%s] bound %s", self.id, jid)
+        return SessionOpened(jid)
+
+    def _set_timer(self, name: str, seconds: float) -> None:
+        timer = self.timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        self.timers[name] = self.node.loop.call_later(seconds, self._fire, name)
+
+    def _fire(self, name: str) -> None:
+        self.timers.pop(name, None)
+        self.actor_ref.tell(Timeout(name))
+
+    def _cancel_timers(self) -> None:
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
+
+    def _stop(self, condition: str | None, text: str | None) -> None:
+        if condition:
+            log.info("[%s] %s closing: %s %s", self.id, self.data.jid or "-", condition, text or "")
+        else:
+            log.debug("[%s] %s closed", self.id, self.data.jid or "-")
+        self._cancel_timers()
+        self.conn.close()
+        self.stop()
+
+    # --- what xmppctl shows ------------------------------------------------------------------
+
+    def info(self) -> dict:
+        data = self.data
+        return {
+            "id": self.id,
+            "stream_id": data.stream_id,
+            "jid": str(data.jid) if data.jid else None,
+            "user": f"{data.user}@{data.domain}" if data.user else None,
+            "state": self.state,
+            "state_since": self.state_since,
+            "peer": self.conn.peer,
+            "tls": data.tls.version if data.tls else None,
+            "sasl": data.sasl_mechanism,
+            "idle_s": round(time.monotonic() - self.conn.last_input, 1),
+            "available": data.available,
+            "priority": data.priority,
+        }
+
+
+class TestCrash:
+    """Test-only: makes the actor raise, to exercise the supervisor's clean end. Only the admin
+    socket sends it, and only when the node runs with XMPPD_TEST_HOOKS=1."""
+
+
+def serialize_error(condition: str) -> bytes:
+    return serialize(stream_error(condition))

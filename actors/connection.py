@@ -1,0 +1,240 @@
+"""One client socket: TLS as an SSLObject over MemoryBIOs, the stream parser, shaping, batched
+writes. It turns bytes into FSM events for its actor and writes what the actor sends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fsm.core import ConnectionLost, TLSEstablished
+from xmpp.stream import StreamBroken, StreamParser
+
+log = logging.getLogger("xmppd.c2s")
+
+READ_CHUNK = 16384
+
+
+class Connection(asyncio.Protocol):
+    """Bytes in and out for one connection; no XMPP decisions are taken here."""
+
+    __slots__ = (
+        "conn_id", "peer", "transport", "actor", "tls_context", "certs", "direct_tls",
+        "max_stanza_bytes", "rate", "tokens", "last_refill", "last_input", "parser", "_ssl",
+        "_in", "_out", "_handshaking", "_pending", "_flush_scheduled", "_closing", "paused",
+        "_on_close", "_loop", "tls_version",
+    )
+
+    def __init__(
+        self,
+        conn_id: str,
+        tls_context: Callable[[], Any] | None,
+        direct_tls: bool,
+        max_stanza_bytes: int,
+        bytes_per_second: int,
+        on_made: Callable[[Connection], Any],
+        on_close: Callable[[Connection], None],
+    ) -> None:
+        self.conn_id = conn_id
+        self.tls_context = tls_context
+        self.direct_tls = direct_tls
+        self.max_stanza_bytes = max_stanza_bytes
+        self.rate = bytes_per_second
+        self.tokens = float(bytes_per_second)
+        self.last_refill = time.monotonic()
+        self.last_input = time.monotonic()
+        self.parser = StreamParser(max_stanza_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.actor: Any = on_made  # replaced by the actor ref in connection_made
+        self._on_close = on_close
+        self._ssl: ssl.SSLObject | None = None
+        self._in: ssl.MemoryBIO | None = None
+        self._out: ssl.MemoryBIO | None = None
+        self._handshaking = False
+        self._pending: list[bytes] = []
+        self._flush_scheduled = False
+        self._closing = False
+        self.paused = False
+        self.peer = ""
+        self.certs: Any = None  # actors.node.TLSCertificates, taken when TLS starts
+        self.tls_version: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- asyncio callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        make_actor = self.actor
+        self.actor = make_actor(self)
+        if self.direct_tls:
+            self.start_tls()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_input = time.monotonic()
+        self._shape(len(data))
+        if self._ssl is None:
+            self._parse(data)
+            return
+        self._in.write(data)
+        if self._handshaking and not self._handshake():
+            return
+        self._read_tls()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; the actor hears ConnectionLost
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self.actor is not None:
+            self.actor.tell(ConnectionLost(str(exc) if exc else ""))
+        self._on_close(self)
+
+    # --- input -------------------------------------------------------------------------------
+
+    def _parse(self, data: bytes) -> None:
+        tell = self.actor.tell
+        for event in self.parser.feed(data):
+            tell(event)
+            if isinstance(event, StreamBroken):
+                self.transport.pause_reading()
+                return
+
+    def _read_tls(self) -> None:
+        chunks = []
+        try:
+            while True:
+                chunk = self._ssl.read(READ_CHUNK)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError as exc:
+            log.info("[%s] TLS error: %s", self.conn_id, exc)
+            self.abort()
+            return
+        self._flush_tls()
+        if chunks:
+            self._parse(b"".join(chunks))
+
+    def _shape(self, size: int) -> None:
+        """A token bucket of `rate` bytes/s; reading pauses while it is empty, as ejabberd's
+        shapers do, so a flooding client slows itself rather than the node."""
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.last_refill) * self.rate)
+        self.last_refill = now
+        self.tokens -= size
+        if self.tokens < 0 and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+            self._loop.call_later(-self.tokens / self.rate, self._resume)
+
+    def _resume(self) -> None:
+        self.paused = False
+        if not self._closing:
+            self.transport.resume_reading()
+
+    def restart_stream(self) -> None:
+        self.parser = StreamParser(self.max_stanza_bytes)
+
+    # --- TLS ---------------------------------------------------------------------------------
+
+    def start_tls(self) -> None:
+        """Begin the server side of the handshake; bytes already written go out first."""
+        self._flush()
+        self.certs = self.tls_context()
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._ssl = self.certs.default.wrap_bio(self._in, self._out, server_side=True)
+        self._handshaking = True
+        self.parser = StreamParser(self.max_stanza_bytes)
+
+    def _handshake(self) -> bool:
+        try:
+            self._ssl.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush_tls()
+            return False
+        except (ssl.SSLError, OSError) as exc:
+            log.info("[%s] TLS handshake failed: %s", self.conn_id, exc)
+            self._flush_tls()
+            self.abort()
+            return False
+        self._handshaking = False
+        self.tls_version = self._ssl.version()
+        self._flush_tls()
+        self.actor.tell(TLSEstablished(self.tls_version, self.channel_bindings()))
+        if self._pending:
+            self._schedule_flush()
+        return True
+
+    def channel_bindings(self) -> dict[str, bytes]:
+        # After SNI the object's context is the chosen host's: bind to the certificate shown.
+        bindings = {"tls-server-end-point": self.certs.digest(self._ssl.context)}
+        if self.tls_version != "TLSv1.3":  # RFC 9266: tls-unique is undefined on TLS 1.3
+            unique = self._ssl.get_channel_binding("tls-unique")
+            if unique:
+                bindings["tls-unique"] = unique
+        return bindings
+
+    def _flush_tls(self) -> None:
+        data = self._out.read()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    # --- output ------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes; everything queued in one loop iteration goes out in one write."""
+        if self._closing:
+            return
+        self._pending.append(data)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending or self.transport is None or self.transport.is_closing():
+            return
+        if self._ssl is not None and self._handshaking:
+            return  # sent once the handshake completes
+        data = b"".join(self._pending)
+        self._pending.clear()
+        if self._ssl is None:
+            self.transport.write(data)
+            return
+        try:
+            self._ssl.write(data)
+        except ssl.SSLError as exc:
+            log.info("[%s] TLS write failed: %s", self.conn_id, exc)
+            self.abort()
+            return
+        self._flush_tls()
+
+    def close(self) -> None:
+        """Flush what is queued, then close the socket."""
+        if self.transport is None or self._closing:
+            return
+        self._flush()
+        self._closing = True
+        if self._ssl is not None and not self._handshaking:
+            try:
+                self._ssl.unwrap()
+            except (ssl.SSLError, ssl.SSLWantReadError):
+                pass
+            self._flush_tls()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()

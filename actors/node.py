@@ -1,0 +1,223 @@
+"""A node: listeners, the connection actors and their supervision, on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.c2s import C2SActor
+from actors.connection import Connection
+from actors.runtime import Scheduler
+from fsm.core import Deliver, Kick, Timeout
+from fsm.session import C2S, C2SConfig, Env, SystemRandom
+from routing.router import Router
+from routing.sessions import LocalSessionManager
+from xmpp import sasl
+
+log = logging.getLogger("xmppd.node")
+
+
+@dataclass
+class TLSCertificates:
+    """One SSLContext per host, chosen by SNI; the channel-binding digest follows the choice."""
+
+    contexts: dict[str, ssl.SSLContext]
+    digests: dict[int, bytes] = field(default_factory=dict)
+    default: ssl.SSLContext | None = None
+
+    @classmethod
+    def load(cls, pairs: dict[str, tuple[str, str]]) -> TLSCertificates:
+        from xmppd.certs import certificate_der, load_tls_context
+
+        contexts, digests = {}, {}
+        for host, (cert, key) in pairs.items():
+            context = load_tls_context(cert, key)
+            contexts[host] = context
+            digests[id(context)] = sasl.tls_server_end_point(certificate_der(cert))
+        certs = cls(contexts, digests)
+        certs.default = next(iter(contexts.values()))
+        certs.default.sni_callback = certs._choose
+        return certs
+
+    def _choose(self, sslobj: Any, server_name: str | None, _context: Any) -> None:
+        context = self.contexts.get((server_name or "").lower())
+        if context is not None:
+            sslobj.context = context
+
+    def digest(self, context: ssl.SSLContext) -> bytes:
+        return self.digests.get(id(context), b"")
+
+
+class Node:
+    def __init__(self, config: Any, storage: Any, loop: asyncio.AbstractEventLoop) -> None:
+        from features import disco, ping
+        from features.registry import Registry
+
+        self.config = config
+        self.storage = storage
+        self.loop = loop
+        self.scheduler = Scheduler(loop)
+        self.sessions = LocalSessionManager()
+        self.hosts = {host.name: host for host in config.hosts}
+        self.router = Router(self.sessions, self.hosts, deliver=_deliver)
+        self.features = Registry.from_modules([ping, disco])
+        self.actors: dict[str, C2SActor] = {}
+        self.per_ip: Counter[str] = Counter()
+        self.servers: list[asyncio.base_events.Server] = []
+        self.fake_salt_secret = secrets.token_bytes(32)
+        self.started = time.time()
+        self.test_hooks = os.environ.get("XMPPD_TEST_HOOKS") == "1"
+        self.tls = self._load_tls()
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def _load_tls(self) -> TLSCertificates:
+        return TLSCertificates.load(
+            {name: (str(h.certificate), str(h.key)) for name, h in self.hosts.items()}
+        )
+
+    def reload_tls(self) -> None:
+        """SIGHUP: new connections get the certificates now on disk."""
+        self.tls = self._load_tls()
+        log.info("certificates reloaded for %s", ", ".join(self.hosts))
+
+    # --- listeners -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for listener in self.config.listeners:
+            factory = self._connection_factory(listener)
+            server = await self.loop.create_server(
+                factory, listener.address, listener.port, reuse_address=True, backlog=1024
+            )
+            self.servers.append(server)
+            log.info("c2s listening on %s:%d (%s)", listener.address, listener.port, listener.tls)
+        self._schedule_sweep()
+
+    def _connection_factory(self, listener: Any) -> Callable[[], Connection]:
+        limits = self.config.limits
+        c2s_config = self._c2s_config(listener)
+
+        def tls_context() -> TLSCertificates:
+            return self.tls
+
+        def factory() -> Connection:
+            conn_id = secrets.token_hex(5)
+            return Connection(
+                conn_id,
+                tls_context,
+                listener.tls == "direct",
+                limits.max_stanza_bytes,
+                limits.max_bytes_per_second,
+                on_made=lambda conn: self._accept(conn, c2s_config),
+                on_close=self._forget,
+            )
+
+        return factory
+
+    def _c2s_config(self, listener: Any) -> C2SConfig:
+        limits = self.config.limits
+        return C2SConfig(
+            hosts=tuple(self.hosts),
+            mechanisms={n: tuple(h.sasl_mechanisms) for n, h in self.hosts.items()},
+            anonymous_hosts=frozenset(n for n, h in self.hosts.items() if h.anonymous),
+            tls_mode=listener.tls,
+            tls_available=True,
+            max_auth_failures=limits.max_auth_failures,
+            header_timeout=limits.stream_header_timeout,
+            auth_timeout=limits.auth_timeout,
+            ping_timeout=limits.ping_timeout,
+            fake_salt_secret=self.fake_salt_secret,
+        )
+
+    def _accept(self, conn: Connection, c2s_config: C2SConfig) -> Any:
+        data = C2S(
+            conn_id=conn.conn_id,
+            config=c2s_config,
+            env=Env(time.time, SystemRandom()),
+            features=self.features,
+            peer=conn.peer,
+            tls=None,
+        )
+        actor = C2SActor(self, conn, data)
+        ref = self.scheduler.start(actor)
+        self.actors[conn.conn_id] = actor
+        ip = conn.peer.rsplit(":", 1)[0]
+        self.per_ip[ip] += 1
+        limits = self.config.limits
+        exempt = limits.exempt_loopback and ip.startswith(("127.", "::1"))
+        if self.per_ip[ip] > limits.max_connections_per_ip and not exempt:
+            ref.tell(Kick("policy-violation", "too many connections from your address"))
+        log.debug("[%s] accepted from %s", conn.conn_id, conn.peer)
+        return ref
+
+    def _forget(self, conn: Connection) -> None:
+        if self.actors.pop(conn.conn_id, None) is not None:
+            ip = conn.peer.rsplit(":", 1)[0]
+            self.per_ip[ip] -= 1
+            if self.per_ip[ip] <= 0:
+                del self.per_ip[ip]
+
+    # --- services the actors use -----------------------------------------------------------
+
+    def blocking(self, ref: Any, fn: Callable, args: tuple, reply: Callable[[Any], Any]) -> None:
+        """Run `fn(*args)` on the thread pool; its result comes back to `ref` as a message."""
+        self.scheduler.run_blocking(ref, fn, *args, reply=lambda r: reply(_value(r, fn)))
+
+    def check_password(self, username: str, domain: str, password: str) -> bool:
+        creds = self.storage.accounts.credentials(username, domain, "SHA-256")
+        if creds is None:
+            creds = self.storage.accounts.credentials(username, domain, "SHA-1")
+        return creds is not None and sasl.verify_plain(password, creds)
+
+    def close_session(self, jid: Any, ref: Any) -> None:
+        self.sessions.close(jid, ref)
+
+    # --- idle connections --------------------------------------------------------------------
+
+    def _schedule_sweep(self) -> None:
+        interval = max(1.0, min(30.0, self.config.limits.idle_timeout / 4))
+        self._sweeper = self.loop.call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        """Tell connections that said nothing for idle_timeout: the machine pings them."""
+        limit = time.monotonic() - self.config.limits.idle_timeout
+        for actor in list(self.actors.values()):
+            if actor.conn.last_input < limit:
+                actor.actor_ref.tell(Timeout("idle"))
+        self._schedule_sweep()
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Close every stream with <system-shutdown/>, wait for them to flush, stop listening."""
+        for server in self.servers:
+            server.close()
+        if self._sweeper:
+            self._sweeper.cancel()
+        for actor in list(self.actors.values()):
+            actor.actor_ref.tell(Kick("system-shutdown", "the server is shutting down"))
+        deadline = time.monotonic() + grace
+        while self.actors and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for actor in list(self.actors.values()):
+            actor.conn.abort()
+        self.scheduler.shutdown()
+        log.info("stopped")
+
+
+def _deliver(handle: Any, stanza: Any) -> None:
+    handle.tell(Deliver(stanza))
+
+
+def _value(result: Any, fn: Callable) -> Any:
+    if isinstance(result, BaseException):
+        log.error("%s failed: %r", getattr(fn, "__name__", fn), result)
+        return None
+    return result

@@ -1,0 +1,1 @@
+"""Server-side XMPP features, one module each, registered by what they answer."""

@@ -1,0 +1,1 @@
+"""The router and the session manager: where a stanza goes next."""

@@ -1,0 +1,1 @@
+"""Persistence behind small store interfaces; implementations chosen by URL in xmppd/."""

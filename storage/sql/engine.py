@@ -1,0 +1,92 @@
+"""Engines for SQLite and PostgreSQL, set up so the same Core code behaves alike on both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+
+# How long a SQLite connection waits for another writer (another thread, or xmppctl next to
+# the server) before giving up with "database is locked".
+BUSY_TIMEOUT_MS = 10_000
+
+# Execution option read by the SQLite "begin" hook: this transaction will write.
+_WRITE = "xmppd_write"
+
+
+def sqlite_engine(path: Path) -> Engine:
+    """An engine on the SQLite file `path` (which must be absolute), usable from many threads.
+
+    SQLAlchemy gives file databases a QueuePool and passes check_same_thread=False, so a
+    connection may be used by whichever pool thread checks it out (one thread at a time)."""
+    if not path.is_absolute():
+        raise ValueError(f"SQLite database path must be absolute: {path}")
+    engine = create_engine(
+        URL.create("sqlite+pysqlite", database=str(path)),
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+    )
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection, _record) -> None:
+    # The sqlite3 module's own transaction handling (BEGIN only before DML) breaks
+    # transactional DDL and repeatable reads; SQLAlchemy's "begin" hook emits BEGIN instead.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")  # readers never wait for the writer
+        cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, far faster
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A writer takes the write lock up front (IMMEDIATE): a deferred transaction that reads
+    # and then writes can fail with SQLITE_BUSY at once instead of waiting busy_timeout.
+    if conn.get_execution_options().get(_WRITE):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def postgresql_engine(url: str) -> Engine:
+    """An engine on PostgreSQL through psycopg 3 (`postgresql://` means psycopg here, not
+    SQLAlchemy's default psycopg2; an explicit `postgresql+driver://` is kept as given)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except ImportError as exc:
+        driver = parsed.get_driver_name()
+        package = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary"}.get(
+            driver, driver
+        )
+        raise ImportError(
+            f"PostgreSQL storage needs the {driver} driver: pip install {package} ({exc})"
+        ) from exc
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it holds the write lock from its first
+    statement, so check-then-write sequences inside it are atomic across threads and
+    processes. On PostgreSQL it is an ordinary READ COMMITTED transaction."""
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction (a consistent snapshot on SQLite under WAL)."""
+    with engine.begin() as conn:
+        yield conn

@@ -1,0 +1,1 @@
+"""Pure XMPP protocol primitives: JIDs, the stream parser, errors, SASL."""

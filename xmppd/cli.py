@@ -1,0 +1,181 @@
+"""`xmppd serve`: load the configuration, wire a node and run it until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import json
+import logging
+import resource
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from xmppd import __version__
+from xmppd.config import Config, ConfigError, load_config
+
+
+class StartupError(Exception):
+    """A reason not to start, said in one line."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xmppd", description="The xmppd XMPP server.")
+    parser.add_argument("--version", action="version", version=f"xmppd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run a node in the foreground")
+    serve.add_argument("--config", type=Path, help="TOML configuration file")
+    serve.add_argument("--data-dir", type=Path, help="where the database, certificates and "
+                       "admin socket live (default $XDG_DATA_HOME/xmppd)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, args.data_dir)
+        return serve_forever(config)
+    except (ConfigError, StartupError) as exc:
+        print(f"xmppd: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+
+
+def serve_forever(config: Config) -> int:
+    setup_logging(config.server.log_level, config.server.log_format)
+    prepare_data_dir(config)
+    limit = raise_file_limit()
+    logging.getLogger("xmppd").info("open-file limit %d: room for about %d connections",
+                                    limit, max(0, limit - 100))
+    try:
+        import uvloop  # optional: pip install 'xmppd[fast]'
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_serve(config, loop))
+    finally:
+        loop.close()
+
+
+async def _serve(config: Config, loop: asyncio.AbstractEventLoop) -> int:
+    from actors.admin import AdminServer
+    from actors.node import Node
+    from storage.open import open_storage
+
+    check_admin_socket(config.server.admin_socket)
+    storage = open_storage(config.server.storage)
+    node = Node(config, storage, loop)
+    try:
+        await node.start()
+    except OSError as exc:
+        where = ", ".join(f"{lst.address}:{lst.port}" for lst in config.listeners)
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise StartupError(f"cannot listen on {where}: {reason}") from exc
+    admin = AdminServer(node, config.server.admin_socket)
+    await admin.start()
+    announce(config)
+    stopped = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    loop.add_signal_handler(signal.SIGINT, stopped.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: reload(config, node))
+    await stopped.wait()
+    logging.getLogger("xmppd").info("shutting down")
+    await node.shutdown()
+    admin.close()
+    storage.close()
+    return 0
+
+
+def reload(config: Config, node: object) -> None:
+    """SIGHUP: the log level from the file as it is now, and the certificates on disk."""
+    log = logging.getLogger("xmppd")
+    if config.source is not None:
+        try:
+            fresh = load_config(config.source, config.server.data_dir)
+            logging.getLogger().setLevel(fresh.server.log_level.upper())
+        except ConfigError as exc:
+            log.error("reload: configuration not reloaded: %s", exc)
+    try:
+        node.reload_tls()
+    except (OSError, ValueError) as exc:
+        log.error("reload: certificates not reloaded: %s", exc)
+
+
+def prepare_data_dir(config: Config) -> None:
+    from xmppd.certs import ensure_self_signed
+
+    data_dir = config.server.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for host in config.hosts:
+        if host.self_signed and ensure_self_signed(host.certificate, host.key, [host.name]):
+            logging.getLogger("xmppd").info(
+                "made a self-signed certificate for %s at %s", host.name, host.certificate
+            )
+
+
+def check_admin_socket(path: Path) -> None:
+    """Two nodes on one data directory would fight over it: refuse to be the second."""
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return  # stale, left by a node that died
+    finally:
+        probe.close()
+    raise StartupError(f"another xmppd is running with the admin socket {path}")
+
+
+def raise_file_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+def announce(config: Config) -> None:
+    first = config.hosts[0].name
+    ctl = "xmppctl"
+    if config.source is not None:
+        ctl += f" --config {config.source}"
+    else:
+        ctl += f" --data-dir {config.server.data_dir}"
+    lines = [
+        f"xmppd {__version__} serving {', '.join(h.name for h in config.hosts)}",
+        f"data directory: {config.server.data_dir}",
+        *(f"listening on {lst.address}:{lst.port} ({lst.tls})" for lst in config.listeners),
+        f"add a user:     {ctl} user add alice@{first}",
+        f"see sessions:   {ctl} sessions",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("pykka").setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
