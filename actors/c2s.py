@@ -56,6 +56,7 @@ class C2SActor(RunQueueActor):
         self.state_since = time.time()
         self.transitions: deque = deque(maxlen=RING)
         self.timers: dict[str, Any] = {}
+        node.actors[data.conn_id] = self
 
     # --- the machine -------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from actors.c2s import C2SActor
 from actors.connection import Connection
-from actors.runtime import Scheduler
+from actors.runtime import Scheduler, run_blocking
 from fsm.core import Deliver, Kick, Timeout
 from fsm.session import C2S, C2SConfig, Env, SystemRandom
 from routing.router import Router
@@ -80,7 +80,7 @@ class Node:
 
     def _load_tls(self) -> TLSCertificates:
         return TLSCertificates.load(
-            {name: (str(h.certificate), str(h.key)) for name, h in self.hosts.items()}
+            {name: (h.certificate, h.key) for name, h in self.hosts.items()}
         )
 
     def reload_tls(self) -> None:
@@ -145,9 +145,7 @@ class Node:
             peer=conn.peer,
             tls=None,
         )
-        actor = C2SActor(self, conn, data)
-        ref = self.scheduler.start(actor)
-        self.actors[conn.conn_id] = actor
+        ref = self.scheduler.start(C2SActor, self, conn, data)
         ip = conn.peer.rsplit(":", 1)[0]
         self.per_ip[ip] += 1
         limits = self.config.limits
@@ -168,7 +166,7 @@ class Node:
 
     def blocking(self, ref: Any, fn: Callable, args: tuple, reply: Callable[[Any], Any]) -> None:
         """Run `fn(*args)` on the thread pool; its result comes back to `ref` as a message."""
-        self.scheduler.run_blocking(ref, fn, *args, reply=lambda r: reply(_value(r, fn)))
+        run_blocking(ref, fn, *args, reply=lambda r: reply(_value(r, fn)))
 
     def check_password(self, username: str, domain: str, password: str) -> bool:
         creds = self.storage.accounts.credentials(username, domain, "SHA-256")
@@ -208,7 +206,7 @@ class Node:
             await asyncio.sleep(0.05)
         for actor in list(self.actors.values()):
             actor.conn.abort()
-        self.scheduler.shutdown()
+        self.scheduler.close()
         log.info("stopped")
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from lxml import etree
 
-from features.replies import result
 from features.registry import handles_iq
+from features.replies import result
 from xmpp import ns
 
 

@@ -266,7 +266,7 @@ def stream_header(attrs: dict[str, str], data: C2S) -> Transition:
     )
     reply = SendHeader(_header_attrs(data, attrs))
     data = replace(data, header_sent=True)
-    if attrs.get("stream_ns") != ns.STREAM or attrs.get("name", "stream") != "stream":
+    if attrs.get("stream_ns") != ns.STREAM or attrs.get("stream_name") != "stream":
         return _refuse(reply, data, "invalid-namespace", "the stream namespace is wrong")
     if attrs.get("xmlns") != ns.CLIENT:
         return _refuse(reply, data, "invalid-namespace", "this port serves jabber:client")

@@ -238,8 +238,9 @@ def show(result: Any, as_json: bool, command: Command) -> None:
         print(json.dumps(result, indent=2, default=str))
     elif isinstance(result, str):
         print(result)
-    elif isinstance(result, list) and all(isinstance(r, str) for r in result):
-        print("\n".join(result))
+    elif isinstance(result, list) and command.path[0] == "user":
+        if result:
+            print("\n".join(result))
     else:
         print(render(command.path, result))
 

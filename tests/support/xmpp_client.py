@@ -54,7 +54,7 @@ class Client(slixmpp.ClientXMPP):
             self.disconnect()
             try:
                 await asyncio.wait_for(asyncio.shield(self.gone), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.abort()
 
 
@@ -87,7 +87,7 @@ async def connect(
     client.connect("127.0.0.1", server.direct_port if direct else server.starttls_port)
     try:
         await asyncio.wait_for(asyncio.shield(client.started), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         client.abort()
         raise
     return client

@@ -1,0 +1,39 @@
+"""Fixtures: a shared xmppd node with a few accounts, and a fresh one for tests that end it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support.server import make_server
+
+USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"}
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    node = make_server(tmp_path_factory.mktemp("shared"))
+    node.add_users(**USERS)
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path):
+    """A node of the test's own, for tests that stop, signal or flood it."""
+    node = make_server(tmp_path)
+    node.add_users(**USERS)
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def run():
+    """Run a coroutine to completion on a new event loop, with a time limit."""
+
+    def runner(coro, timeout: float = 60):
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+
+    return runner
