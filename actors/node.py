@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pykka import ActorDeadError
+
 from actors.c2s import C2SActor
 from actors.connection import Connection
 from actors.runtime import Scheduler, run_blocking
@@ -210,8 +212,12 @@ class Node:
         log.info("stopped")
 
 
-def _deliver(handle: Any, stanza: Any) -> None:
-    handle.tell(Deliver(stanza))
+def _deliver(handle: Any, stanza: Any) -> bool:
+    try:
+        handle.tell(Deliver(stanza))
+    except ActorDeadError:
+        return False
+    return True
 
 
 def _value(result: Any, fn: Callable) -> Any:

@@ -19,7 +19,8 @@ def server_info(iq: etree._Element, data: Any) -> list:
     query = etree.Element(q(ns.DISCO_INFO, "query"), nsmap={None: ns.DISCO_INFO})
     if iq[0].get("node"):
         query.set("node", iq[0].get("node"))
-    etree.SubElement(query, q(ns.DISCO_INFO, "identity"), category="server", type="im", name="xmppd")
+    identity = q(ns.DISCO_INFO, "identity")
+    etree.SubElement(query, identity, category="server", type="im", name="xmppd")
     for feature in sorted(data.features.disco_features):
         etree.SubElement(query, q(ns.DISCO_INFO, "feature"), var=feature)
     return [result(iq, data, query)]

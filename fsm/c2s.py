@@ -181,7 +181,10 @@ def session_established(event, data: C2S) -> Transition:
 
 
 def closed(event, data: C2S) -> Transition:
-    """Terminal: the stream is over; late events change nothing."""
+    """Terminal: the stream is over. A stanza routed here before the session was released goes
+    back to the router, which delivers it elsewhere or bounces it: nothing is lost."""
+    if isinstance(event, Deliver):
+        return Transition("closed", data, [Route(event.stanza)])
     return Transition("closed", data, [])
 
 
@@ -227,7 +230,7 @@ def common(event, data: C2S) -> Transition:
         case Timeout():
             return stay(data)
         case Deliver(stanza):
-            return stay(data)  # not yet bound: the router cannot know us; nothing to deliver
+            return stay(data, Route(stanza))  # not ours (any more): the router finds its way
         case StreamOpen():
             return stop(data, "not-well-formed", "unexpected stream header")
     return stop(data, "internal-server-error", f"unexpected {type(event).__name__}")

@@ -21,7 +21,8 @@ MESSAGE = q(ns.CLIENT, "message")
 PRESENCE = q(ns.CLIENT, "presence")
 IQ = q(ns.CLIENT, "iq")
 
-Deliver = Callable[[Any, etree._Element], None]
+# Hands a stanza to a session's handle; False when the session died meanwhile.
+Deliver = Callable[[Any, etree._Element], bool]
 # A fallback for messages no session can take (the offline store, in the IM issue): returns
 # True when it kept the stanza.
 Backup = Callable[[JID, etree._Element], bool]
@@ -58,7 +59,7 @@ class Router:
     def _to_full(self, to: JID, stanza: etree._Element) -> None:
         entry = self.sessions.get(to)
         if entry is not None:
-            return self._deliver(entry.handle, stanza)
+            return self._hand(entry, stanza)
         if stanza.tag == MESSAGE:
             if stanza.get("type") == "groupchat":
                 return self.bounce(stanza, "service-unavailable")
@@ -95,7 +96,13 @@ class Router:
     def _fan_out(self, entries: list[SessionEntry], stanza: etree._Element) -> None:
         for i, entry in enumerate(entries):
             last = i == len(entries) - 1
-            self._deliver(entry.handle, stanza if last else copy.deepcopy(stanza))
+            self._hand(entry, stanza if last else copy.deepcopy(stanza))
+
+    def _hand(self, entry: SessionEntry, stanza: etree._Element) -> None:
+        if not self._deliver(entry.handle, stanza):
+            # The session died without releasing itself: forget it and route again.
+            self.sessions.close(entry.jid, entry.handle)
+            self.route(stanza)
 
     def bounce(self, stanza: etree._Element, condition: str, text: str | None = None) -> None:
         """Answer an undeliverable stanza with an error to its sender; never bounce an error
