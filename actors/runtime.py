@@ -395,12 +395,14 @@ class RunQueueFuture(pykka.Future[T]):
     def filter(self, func: Callable[[Any], bool]) -> pykka.Future[Any]:  # type: ignore[override]
         if not self._derivable():
             return super().filter(func)  # type: ignore[misc]
-        return self._derive([self], lambda: list(filter(func, self.get())))  # type: ignore[arg-type]
+        items: Callable[[], Any] = self.get
+        return self._derive([self], lambda: list(filter(func, items())))
 
     def reduce(self, func: Callable[[Any, Any], Any], *args: Any) -> pykka.Future[Any]:  # type: ignore[override]
         if not self._derivable():
             return super().reduce(func, *args)  # type: ignore[misc]
-        return self._derive([self], lambda: functools.reduce(func, self.get(), *args))  # type: ignore[arg-type]
+        items: Callable[[], Any] = self.get
+        return self._derive([self], lambda: functools.reduce(func, items(), *args))
 
     def join(self, *futures: pykka.Future[Any]) -> pykka.Future[Any]:  # type: ignore[override]
         if not self._derivable(futures):
