@@ -139,7 +139,7 @@ class C2SActor(RunQueueActor):
                 case SetPresence(jid, available, priority):
                     self.node.sessions.set_presence(jid, available, priority)
                 case Stop(condition, text):
-                    self._stop(condition, text)
+                    self._close(condition, text)
                 case _:
                     raise TypeError(f"c2s actor cannot perform {action!r}")
 
@@ -170,7 +170,7 @@ class C2SActor(RunQueueActor):
             timer.cancel()
         self.timers.clear()
 
-    def _stop(self, condition: str | None, text: str | None) -> None:
+    def _close(self, condition: str | None, text: str | None) -> None:
         if condition:
             log.info("[%s] %s closing: %s %s", self.id, self.data.jid or "-", condition, text or "")
         else:

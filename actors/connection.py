@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pykka import ActorDeadError
+
 from fsm.core import ConnectionLost, TLSEstablished
 from xmpp.stream import StreamBroken, StreamParser
 
@@ -92,18 +94,24 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         if self.actor is not None:
-            self.actor.tell(ConnectionLost(str(exc) if exc else ""))
+            try:
+                self.actor.tell(ConnectionLost(str(exc) if exc else ""))
+            except ActorDeadError:
+                pass  # the actor ended first (it closed us)
         self._on_close(self)
 
     # --- input -------------------------------------------------------------------------------
 
     def _parse(self, data: bytes) -> None:
         tell = self.actor.tell
-        for event in self.parser.feed(data):
-            tell(event)
-            if isinstance(event, StreamBroken):
-                self.transport.pause_reading()
-                return
+        try:
+            for event in self.parser.feed(data):
+                tell(event)
+                if isinstance(event, StreamBroken):
+                    self.transport.pause_reading()
+                    return
+        except ActorDeadError:
+            self.abort()  # input for a session that has ended
 
     def _read_tls(self) -> None:
         chunks = []
