@@ -225,6 +225,8 @@ def common(event, data: C2S) -> Transition:
             return stop(replace(data, jid=None), "conflict", "replaced by a new session")
         case ConnectionLost():
             return Transition("closed", data, [*release(data), Stop()])
+        case CredentialsLoaded() | PasswordChecked() if data.sasl is None:
+            return stay(data)  # the answer to an exchange the client aborted
         case Timeout("auth") if data.jid is None:
             return stop(data, "connection-timeout", "no login in time")
         case Timeout():
@@ -245,6 +247,7 @@ def stop(data: C2S, condition: str | None, text: str | None = None) -> Transitio
     """Close the stream with a stream error; the header comes first if it was never sent."""
     actions: list = []
     if not data.header_sent:
+        data = replace(data, stream_id=data.stream_id or data.env.random.stream_id())
         actions.append(SendHeader(_header_attrs(data, {})))
     if condition:
         actions.append(Send(stream_error(condition, text)))
@@ -253,7 +256,12 @@ def stop(data: C2S, condition: str | None, text: str | None = None) -> Transitio
 
 
 def release(data: C2S) -> list:
-    return [CloseSession(data.jid)] if data.jid is not None else []
+    """Free the session, including one opened for a bind whose answer has not come back."""
+    if data.jid is not None:
+        return [CloseSession(data.jid)]
+    if data.pending_bind is not None:
+        return [CloseSession(data.pending_bind[1])]
+    return []
 
 
 # --- the stream header and features ----------------------------------------------------------
@@ -296,7 +304,9 @@ def _version_ok(version: str | None) -> bool:
 
 
 def _header_attrs(data: C2S, client: dict[str, str]) -> dict[str, str]:
-    attrs = {"from": data.domain or data.config.hosts[0], "version": "1.0", "xml:lang": data.lang}
+    attrs = {"from": data.domain or data.config.hosts[0], "xml:lang": data.lang}
+    if not client or _version_ok(client.get("version")):
+        attrs["version"] = "1.0"  # RFC 6120 §4.7.5: none in answer to a pre-1.0 header
     if data.stream_id:
         attrs["id"] = data.stream_id
     if client.get("from"):
@@ -334,6 +344,7 @@ def starttls(data: C2S) -> Transition:
         return stop(data, "policy-violation", "TLS is not available here")._replace(
             actions=[Send(x.tls_failure()), SendClose(), Stop("tls-failure")]
         )
+    data = replace(data, header_sent=False, stream_id=None)  # a new stream follows
     return Transition("wait_for_stream", data, [Send(x.proceed()), StartTLS()])
 
 
@@ -375,7 +386,12 @@ def sasl_result(result, data: C2S) -> Transition:
             return Transition("wait_for_sasl_response", data, [check])
         case sasl.Success(username, payload):
             data = replace(
-                data, user=username, sasl=None, anonymous=data.sasl_mechanism == "ANONYMOUS"
+                data,
+                user=username,
+                sasl=None,
+                anonymous=data.sasl_mechanism == "ANONYMOUS",
+                header_sent=False,  # the stream restarts
+                stream_id=None,
             )
             return Transition("wait_for_stream", data, [Send(x.success(payload)), RestartStream()])
         case sasl.Failure(condition, text):
@@ -436,8 +452,7 @@ def to_self(stanza: etree._Element, data: C2S) -> bool:
 
 
 def client_stanza(stanza: etree._Element, data: C2S) -> Transition:
-    sender = stanza.get("from")
-    if sender is not None and sender not in (str(data.jid), str(data.bare)):
+    if stanza.get("from") is not None and not _own_jid(stanza.get("from"), data):
         return stop(data, "invalid-from", "from must be your own JID")  # RFC 6120 §8.1.2.1
     stanza.set("from", str(data.jid))
     try:
@@ -445,7 +460,9 @@ def client_stanza(stanza: etree._Element, data: C2S) -> Transition:
     except JIDMalformed:
         if stanza.get("type") == "error":
             return stay(data)
-        return stay(data, Send(_to_client(error_reply(stanza, "jid-malformed"), data)))
+        reply = error_reply(stanza, "jid-malformed")
+        reply.attrib.pop("from", None)  # from the server, not from the malformed address
+        return stay(data, Send(_to_client(reply, data)))
     if stanza.tag == IQ:
         return client_iq(stanza, to, data)
     if stanza.tag == PRESENCE and to is None:
@@ -454,6 +471,14 @@ def client_stanza(stanza: etree._Element, data: C2S) -> Transition:
         stanza.set("to", str(data.bare))  # RFC 6120 §10.3.1
     activity = [CancelTimer("ping")] if data.pending_ping else []
     return stay(replace(data, pending_ping=None), *activity, Route(stanza))
+
+
+def _own_jid(sender: str, data: C2S) -> bool:
+    try:
+        jid = JID.parse(sender)
+    except JIDMalformed:
+        return False
+    return jid in (data.jid, data.bare)
 
 
 def client_iq(iq: etree._Element, to: JID | None, data: C2S) -> Transition:
@@ -499,8 +524,9 @@ def own_presence(presence: etree._Element, data: C2S) -> Transition:
 
 
 def _to_client(reply: etree._Element, data: C2S) -> etree._Element:
-    """A reply generated on the server's behalf goes to the client's full JID."""
-    reply.set("to", str(data.jid))
-    if reply.get("from") is None:
-        reply.attrib.pop("from", None)
+    """A reply generated on the server's behalf goes to the client's full JID, once bound."""
+    if data.jid is not None:
+        reply.set("to", str(data.jid))
+    else:
+        reply.attrib.pop("to", None)
     return reply

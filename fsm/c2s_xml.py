@@ -103,7 +103,7 @@ def sasl_payload(element: etree._Element) -> bytes | None:
 
 
 def bind_result(iq: etree._Element, jid: str) -> etree._Element:
-    result = E(q(ns.CLIENT, "iq"), type="result")
+    result = E(q(ns.CLIENT, "iq"), type="result", nsmap={None: ns.CLIENT})
     if iq.get("id") is not None:
         result.set("id", iq.get("id"))
     bind = SUB(result, q(ns.BIND, "bind"), nsmap={None: ns.BIND})
@@ -112,7 +112,7 @@ def bind_result(iq: etree._Element, jid: str) -> etree._Element:
 
 
 def empty_result(iq: etree._Element, to: str | None = None) -> etree._Element:
-    result = E(q(ns.CLIENT, "iq"), type="result")
+    result = E(q(ns.CLIENT, "iq"), type="result", nsmap={None: ns.CLIENT})
     if iq.get("id") is not None:
         result.set("id", iq.get("id"))
     if to:
@@ -121,7 +121,7 @@ def empty_result(iq: etree._Element, to: str | None = None) -> etree._Element:
 
 
 def ping(iq_id: str, to: str, sender: str) -> etree._Element:
-    iq = E(q(ns.CLIENT, "iq"), type="get", id=iq_id, to=to)
+    iq = E(q(ns.CLIENT, "iq"), type="get", id=iq_id, to=to, nsmap={None: ns.CLIENT})
     iq.set("from", sender)
     SUB(iq, q(ns.PING, "ping"), nsmap={None: ns.PING})
     return iq

@@ -26,7 +26,9 @@ SERVER_NONCE = "srvNonce+42"
 CLIENT_NONCE = "cliNonce+17"
 CB_DATA = b"\x5a" * 32  # tls-server-end-point data of the fake certificate
 MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1", "PLAIN")
-_HEADER_OPEN = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+_HEADER_OPEN = (
+    "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+)
 
 
 # --- a deterministic environment ---------------------------------------------------------------
@@ -161,7 +163,11 @@ class Machine:
 
     def __init__(self, data: C2S | None = None, **overrides: Any) -> None:
         transition = c2s.init(data or session_data(**overrides))
-        self.state, self.data, self.log = "wait_for_stream", transition.data, list(transition.actions)
+        self.state, self.data, self.log = (
+            "wait_for_stream",
+            transition.data,
+            list(transition.actions),
+        )
         assert transition.state == self.state
 
     def __call__(self, event: Any) -> list:
