@@ -74,6 +74,9 @@ class C2SActor(RunQueueActor):
         self.transitions.append((before, type(event).__name__, state, now))
         if state != before:
             self.state, self.state_since = state, now
+        if log.isEnabledFor(logging.DEBUG):
+            who = self.data.jid or self.data.user or "-"
+            log.debug("[%s] %s %s --%s--> %s", self.id, who, before, type(event).__name__, state)
         self._perform(actions)
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -18,6 +18,8 @@ from xmpp.stream import StreamBroken, StreamParser
 log = logging.getLogger("xmppd.c2s")
 
 READ_CHUNK = 16384
+HANDSHAKE_GRACE = 10.0  # how long a close waits for a direct-TLS handshake to finish
+CLOSE_GRACE = 10.0  # how long a close waits for the client to read what is still queued
 
 
 class Connection(asyncio.Protocol):
@@ -27,8 +29,8 @@ class Connection(asyncio.Protocol):
         "conn_id", "peer", "transport", "actor", "tls_context", "certs", "direct_tls",
         "max_stanza_bytes", "rate", "tokens", "last_refill", "last_input", "parser", "_ssl",
         "_in", "_out", "_handshaking", "_pending", "_flush_scheduled", "_closing", "paused",
-        "_on_close", "_loop", "tls_version",
-    )
+        "_on_close", "_loop", "tls_version", "_close_after_handshake", "burst", "_held",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -37,6 +39,7 @@ class Connection(asyncio.Protocol):
         direct_tls: bool,
         max_stanza_bytes: int,
         bytes_per_second: int,
+        burst_bytes: int,
         on_made: Callable[[Connection], Any],
         on_close: Callable[[Connection], None],
     ) -> None:
@@ -45,7 +48,9 @@ class Connection(asyncio.Protocol):
         self.direct_tls = direct_tls
         self.max_stanza_bytes = max_stanza_bytes
         self.rate = bytes_per_second
-        self.tokens = float(bytes_per_second)
+        self.burst = max(burst_bytes, 1)
+        self.tokens = float(self.burst)
+        self._held = b""
         self.last_refill = time.monotonic()
         self.last_input = time.monotonic()
         self.parser = StreamParser(max_stanza_bytes)
@@ -59,6 +64,7 @@ class Connection(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._flush_scheduled = False
         self._closing = False
+        self._close_after_handshake = False
         self.paused = False
         self.peer = ""
         self.certs: Any = None  # actors.node.TLSCertificates, taken when TLS starts
@@ -79,9 +85,8 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_input = time.monotonic()
-        self._shape(len(data))
         if self._ssl is None:
-            self._parse(data)
+            self._admit(data)
             return
         self._in.write(data)
         if self._handshaking and not self._handshake():
@@ -129,23 +134,52 @@ class Connection(asyncio.Protocol):
             return
         self._flush_tls()
         if chunks:
-            self._parse(b"".join(chunks))
+            self._admit(b"".join(chunks))
 
-    def _shape(self, size: int) -> None:
-        """A token bucket of `rate` bytes/s; reading pauses while it is empty, as ejabberd's
-        shapers do, so a flooding client slows itself rather than the node."""
-        now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.last_refill) * self.rate)
-        self.last_refill = now
-        self.tokens -= size
-        if self.tokens < 0 and not self.paused and self.transport is not None:
+    def _admit(self, data: bytes) -> None:
+        """A token bucket of `rate` bytes/s holding up to `burst`: the parser gets what the
+        bucket covers; the rest waits, with reading paused, as ejabberd's shapers do, so a
+        flooding client slows itself down and nobody else."""
+        if self._held:
+            self._held += data
+            return
+        self._refill()
+        if len(data) <= self.tokens:
+            self.tokens -= len(data)
+            self._parse(data)
+            return
+        allowed = max(int(self.tokens), 0)
+        self.tokens -= allowed
+        self._held = data[allowed:]
+        if self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
-            self._loop.call_later(-self.tokens / self.rate, self._resume)
+        if allowed:
+            self._parse(data[:allowed])
+        self._wait_for_tokens()
 
-    def _resume(self) -> None:
-        self.paused = False
-        if not self._closing:
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last_refill) * self.rate)
+        self.last_refill = now
+
+    def _wait_for_tokens(self) -> None:
+        wanted = min(len(self._held), self.burst) - self.tokens
+        self._loop.call_later(max(wanted / self.rate, 0.01), self._release)
+
+    def _release(self) -> None:
+        if self._closing:
+            return
+        self._refill()
+        allowed = min(len(self._held), max(int(self.tokens), 0))
+        chunk, self._held = self._held[:allowed], self._held[allowed:]
+        self.tokens -= allowed
+        if chunk:
+            self._parse(chunk)
+        if self._held:
+            self._wait_for_tokens()
+        elif not self._closing and self.transport is not None:
+            self.paused = False
             self.transport.resume_reading()
 
     def restart_stream(self) -> None:
@@ -176,6 +210,9 @@ class Connection(asyncio.Protocol):
         self._handshaking = False
         self.tls_version = self._ssl.version()
         self._flush_tls()
+        if self._close_after_handshake:
+            self.close()  # what was written during the handshake goes out now
+            return False
         self.actor.tell(TLSEstablished(self.tls_version, self.channel_bindings()))
         if self._pending:
             self._schedule_flush()
@@ -229,8 +266,15 @@ class Connection(asyncio.Protocol):
         self._flush_tls()
 
     def close(self) -> None:
-        """Flush what is queued, then close the socket."""
+        """Flush what is queued, then close the socket. During a TLS handshake (a direct-TLS
+        client refused at once, e.g. over the connection limit) the close waits for it, so the
+        client can read its stream error, but no longer than HANDSHAKE_GRACE."""
         if self.transport is None or self._closing:
+            return
+        if self._ssl is not None and self._handshaking:
+            if not self._close_after_handshake:
+                self._close_after_handshake = True
+                self._loop.call_later(HANDSHAKE_GRACE, self._handshake_overdue)
             return
         self._flush()
         self._closing = True
@@ -241,6 +285,14 @@ class Connection(asyncio.Protocol):
                 pass
             self._flush_tls()
         self.transport.close()
+        if self.transport.get_write_buffer_size():
+            # asyncio closes once the buffer is written: a client that stopped reading would
+            # hold the socket (and its row in `xmppctl sessions`) for ever.
+            self._loop.call_later(CLOSE_GRACE, self.transport.abort)
+
+    def _handshake_overdue(self) -> None:
+        if self._handshaking and not self._closing:
+            self.abort()
 
     def abort(self) -> None:
         self._closing = True

@@ -95,9 +95,13 @@ class Node:
     async def start(self) -> None:
         for listener in self.config.listeners:
             factory = self._connection_factory(listener)
-            server = await self.loop.create_server(
-                factory, listener.address, listener.port, reuse_address=True, backlog=1024
-            )
+            try:
+                server = await self.loop.create_server(
+                    factory, listener.address, listener.port, reuse_address=True, backlog=1024
+                )
+            except OSError as exc:
+                exc.filename = f"{listener.address}:{listener.port}"  # which one, for the user
+                raise
             self.servers.append(server)
             log.info("c2s listening on %s:%d (%s)", listener.address, listener.port, listener.tls)
         self._schedule_sweep()
@@ -117,6 +121,7 @@ class Node:
                 listener.tls == "direct",
                 limits.max_stanza_bytes,
                 limits.max_bytes_per_second,
+                limits.burst_bytes,
                 on_made=lambda conn: self._accept(conn, c2s_config),
                 on_close=self._forget,
             )

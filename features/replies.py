@@ -13,7 +13,7 @@ from xmpp.ns import q
 
 def result(iq: etree._Element, data: Any, *children: etree._Element) -> Send:
     """An IQ result from whoever the IQ was addressed to, back to the asking session."""
-    reply = etree.Element(q(ns.CLIENT, "iq"), type="result")
+    reply = etree.Element(q(ns.CLIENT, "iq"), type="result", nsmap={None: ns.CLIENT})
     if iq.get("id") is not None:
         reply.set("id", iq.get("id"))
     if iq.get("to"):

@@ -68,7 +68,7 @@ async def _serve(config: Config, loop: asyncio.AbstractEventLoop) -> int:
     try:
         await node.start()
     except OSError as exc:
-        where = ", ".join(f"{lst.address}:{lst.port}" for lst in config.listeners)
+        where = exc.filename or ", ".join(f"{lst.address}:{lst.port}" for lst in config.listeners)
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         raise StartupError(f"cannot listen on {where}: {reason}") from exc
     admin = AdminServer(node, config.server.admin_socket)

@@ -30,6 +30,24 @@ def fresh_server(tmp_path):
 
 
 @pytest.fixture
+def configured_server(tmp_path):
+    """Start a node of the test's own with more configuration: `configured_server(limits=...,
+    host=..., extra_config=...)` takes make_server's TOML keywords; each call is a new node."""
+    nodes = []
+
+    def start(**config: str):
+        node = make_server(tmp_path / f"node{len(nodes)}", **config)
+        node.add_users(**USERS)
+        nodes.append(node)
+        node.start()
+        return node
+
+    yield start
+    for node in nodes:
+        node.stop()
+
+
+@pytest.fixture
 def run():
     """Run a coroutine to completion on a new event loop, with a time limit."""
 

@@ -105,7 +105,9 @@ class Server:
             raise AssertionError(f"xmppd ignored SIGTERM:\n{self.log()}") from None
 
 
-def make_server(tmp: Path, extra_config: str = "", limits: str = "") -> Server:
+def make_server(tmp: Path, extra_config: str = "", limits: str = "", host: str = "") -> Server:
+    """`limits` and `host` are TOML lines for the [limits] and [hosts.localhost] tables;
+    `extra_config` is TOML appended after them (more tables, e.g. [[listeners]])."""
     data_dir = tmp / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     server = Server(data_dir, tmp / "xmppd.toml", free_port(), free_port())
@@ -116,6 +118,7 @@ data_dir = "{data_dir}"
 log_level = "debug"
 
 [hosts.localhost]
+{host}
 
 [[listeners]]
 address = "127.0.0.1"
@@ -128,7 +131,7 @@ port = {server.direct_port}
 tls = "direct"
 
 [limits]
-stream_header_timeout = 5
+{"" if "stream_header_timeout" in limits else "stream_header_timeout = 5"}
 {limits}
 {extra_config}
 """
