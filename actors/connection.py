@@ -80,10 +80,16 @@ class Connection(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         make_actor = self.actor
         self.actor = make_actor(self)
+        if self.actor is None:  # refused: the node is out of room
+            self._closing = True
+            transport.abort()
+            return
         if self.direct_tls:
             self.start_tls()
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
         self.last_input = time.monotonic()
         if self._ssl is None:
             self._admit(data)

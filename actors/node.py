@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import secrets
 import ssl
 import time
@@ -79,6 +80,8 @@ class Node:
         self.test_hooks = os.environ.get("XMPPD_TEST_HOOKS") == "1"
         self.tls = self._load_tls()
         self._sweeper: asyncio.TimerHandle | None = None
+        self.max_connections = connection_room()
+        self._refused = 0
 
     def _load_tls(self) -> TLSCertificates:
         return TLSCertificates.load(
@@ -144,6 +147,12 @@ class Node:
         )
 
     def _accept(self, conn: Connection, c2s_config: C2SConfig) -> Any:
+        if len(self.actors) >= self.max_connections:
+            self._refused += 1
+            if self._refused % 1000 == 1:
+                log.warning("out of file descriptors: refusing connections (%d so far); "
+                            "raise LimitNOFILE", self._refused)
+            return None
         data = C2S(
             conn_id=conn.conn_id,
             config=c2s_config,
@@ -215,6 +224,19 @@ class Node:
             actor.conn.abort()
         self.scheduler.close()
         log.info("stopped")
+
+
+# Descriptors kept back from connections: listeners, the database, the admin socket, log files,
+# the thread pool's work. Running out would make accept() fail for everything, admin included.
+FD_RESERVE = 64
+
+
+def connection_room() -> int:
+    """How many connections fit under the open-file limit, with FD_RESERVE kept back."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1_000_000
+    return max(1, soft - FD_RESERVE)
 
 
 def _deliver(handle: Any, stanza: Any) -> bool:

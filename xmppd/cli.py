@@ -42,8 +42,11 @@ def serve_forever(config: Config) -> int:
     setup_logging(config.server.log_level, config.server.log_format)
     prepare_data_dir(config)
     limit = raise_file_limit()
-    logging.getLogger("xmppd").info("open-file limit %d: room for about %d connections",
-                                    limit, max(0, limit - 100))
+    from actors.node import connection_room
+
+    logging.getLogger("xmppd").info(
+        "open-file limit %d: room for %d connections", limit, connection_room()
+    )
     try:
         import uvloop  # optional: pip install 'xmppd[fast]'
 

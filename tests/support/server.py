@@ -15,6 +15,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _cap_files(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,13 +72,18 @@ class Server:
         self.ctl("user", "import", "-", input=lines)
         self.passwords.update(passwords)
 
-    def start(self, env: dict | None = None, wait: bool = True) -> None:
+    def start(
+        self, env: dict | None = None, wait: bool = True, open_files: int | None = None
+    ) -> None:
+        """Run the node; `open_files` caps its descriptor limit (soft and hard) as a small
+        host would."""
         self.log_path = self.data_dir / "server.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         environment = {**os.environ, "XMPPD_TEST_HOOKS": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "xmppd.cli", "serve", "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=ROOT,
+            preexec_fn=(lambda: _cap_files(open_files)) if open_files else None,
         )
         if wait:
             self.wait_ready()
