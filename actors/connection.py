@@ -30,6 +30,7 @@ class Connection(asyncio.Protocol):
         "max_stanza_bytes", "rate", "tokens", "last_refill", "last_input", "parser", "_ssl",
         "_in", "_out", "_handshaking", "_pending", "_flush_scheduled", "_closing", "paused",
         "_on_close", "_loop", "tls_version", "_close_after_handshake", "burst", "_held",
+        "max_send_bytes",
     )  # fmt: skip
 
     def __init__(
@@ -40,6 +41,7 @@ class Connection(asyncio.Protocol):
         max_stanza_bytes: int,
         bytes_per_second: int,
         burst_bytes: int,
+        max_send_bytes: int,
         on_made: Callable[[Connection], Any],
         on_close: Callable[[Connection], None],
     ) -> None:
@@ -49,6 +51,7 @@ class Connection(asyncio.Protocol):
         self.max_stanza_bytes = max_stanza_bytes
         self.rate = bytes_per_second
         self.burst = max(burst_bytes, 1)
+        self.max_send_bytes = max_send_bytes
         self.tokens = float(self.burst)
         self._held = b""
         self.last_refill = time.monotonic()
@@ -262,6 +265,7 @@ class Connection(asyncio.Protocol):
         self._pending.clear()
         if self._ssl is None:
             self.transport.write(data)
+            self._check_backlog()
             return
         try:
             self._ssl.write(data)
@@ -270,6 +274,16 @@ class Connection(asyncio.Protocol):
             self.abort()
             return
         self._flush_tls()
+        self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        """A client that stops reading must not make the node hold its output without bound."""
+        backlog = self.transport.get_write_buffer_size()
+        if backlog > self.max_send_bytes:
+            log.info(
+                "[%s] client does not read: %d bytes waiting, dropping it", self.conn_id, backlog
+            )
+            self.abort()
 
     def close(self) -> None:
         """Flush what is queued, then close the socket. During a TLS handshake (a direct-TLS

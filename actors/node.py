@@ -125,6 +125,7 @@ class Node:
                 limits.max_stanza_bytes,
                 limits.max_bytes_per_second,
                 limits.burst_bytes,
+                limits.max_send_buffer_bytes,
                 on_made=lambda conn: self._accept(conn, c2s_config),
                 on_close=self._forget,
             )
@@ -150,8 +151,10 @@ class Node:
         if len(self.actors) >= self.max_connections:
             self._refused += 1
             if self._refused % 1000 == 1:
-                log.warning("out of file descriptors: refusing connections (%d so far); "
-                            "raise LimitNOFILE", self._refused)
+                log.warning(
+                    "out of file descriptors: refusing connections (%d so far); raise LimitNOFILE",
+                    self._refused,
+                )
             return None
         data = C2S(
             conn_id=conn.conn_id,

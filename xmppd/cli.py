@@ -27,8 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run a node in the foreground")
     serve.add_argument("--config", type=Path, help="TOML configuration file")
-    serve.add_argument("--data-dir", type=Path, help="where the database, certificates and "
-                       "admin socket live (default $XDG_DATA_HOME/xmppd)")
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the database, certificates and "
+        "admin socket live (default $XDG_DATA_HOME/xmppd)",
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.data_dir)

@@ -160,6 +160,7 @@ class LimitsConfig:
     auth_timeout: float = setting(60.0, seconds)
     idle_timeout: float = setting(300.0, seconds)
     ping_timeout: float = setting(60.0, seconds)
+    max_send_buffer_bytes: int = setting(4_194_304, integer(65_536))
 
 
 @dataclass(frozen=True, slots=True)

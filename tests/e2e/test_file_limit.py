@@ -37,8 +37,9 @@ def test_connections_past_the_descriptor_limit_are_refused_and_others_carry_on(f
     async def scenario():
         alice = await login(fresh_server, "alice", resource="before")
         bob = await login(fresh_server, "bob", resource="before")
-        sockets = [socket.create_connection(("127.0.0.1", fresh_server.starttls_port))
-                   for _ in range(100)]
+        sockets = [
+            socket.create_connection(("127.0.0.1", fresh_server.starttls_port)) for _ in range(100)
+        ]
         outcomes = [answered(s) for s in sockets]
         assert outcomes.count(True) == 84  # 86 minus alice and bob
         assert not any(outcomes[84:]), "the ones past the limit are refused"

@@ -16,15 +16,18 @@ def test_login_with_each_mechanism(server, run, mechanism, direct):
         client = await login(server, "alice", mechanism=mechanism, direct=direct)
         assert client.boundjid.bare == "alice@localhost"
         rows = server.admin("sessions", user="alice@localhost")["result"]
-        assert any(r["sasl"] == mechanism and r["state"] in ("wait_for_session",
-                   "session_established") for r in rows)
+        assert any(
+            r["sasl"] == mechanism and r["state"] in ("wait_for_session", "session_established")
+            for r in rows
+        )
         await client.close()
 
     run(scenario())
 
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS",
-                                       "SCRAM-SHA-512-PLUS"])
+@pytest.mark.parametrize(
+    "mechanism", ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512-PLUS"]
+)
 def test_login_with_channel_binding_over_tls12(server, run, mechanism):
     """slixmpp binds with tls-unique, which exists on TLS 1.2 only."""
 

@@ -22,8 +22,18 @@ class Profanity:
         self.session = f"xmppd-{uuid.uuid4().hex[:8]}"
         home.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.session, "-x", "220", "-y", "50",
-             f"HOME={home} TERM=xterm profanity"],
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                self.session,
+                "-x",
+                "220",
+                "-y",
+                "50",
+                f"HOME={home} TERM=xterm profanity",
+            ],
             check=True,
         )
 
@@ -33,7 +43,9 @@ class Profanity:
     def screen(self) -> str:
         return subprocess.run(
             ["tmux", "capture-pane", "-p", "-t", self.session],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
 
     def wait_for(self, text: str, timeout: float = 20) -> str:

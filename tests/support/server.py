@@ -82,7 +82,10 @@ class Server:
         environment = {**os.environ, "XMPPD_TEST_HOOKS": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "xmppd.cli", "serve", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=ROOT,
             preexec_fn=(lambda: _cap_files(open_files)) if open_files else None,
         )
         if wait:

@@ -53,15 +53,18 @@ def shaped(rate: int, burst: int, monkeypatch) -> tuple[Connection, Actor, Loop,
     clock = Clock()
     monkeypatch.setattr(connection_module.time, "monotonic", clock)
     actor, loop = Actor(), Loop()
-    conn = Connection("c1", None, False, 262144, rate, burst, lambda c: actor, lambda c: None)
+    conn = Connection(
+        "c1", None, False, 262144, rate, burst, 1 << 22, lambda c: actor, lambda c: None
+    )
     conn.transport, conn._loop, conn.actor = Transport(), loop, actor
     return conn, actor, loop, clock
 
 
 def messages(count: int, size: int) -> bytes:
     body = b"x" * size
-    return b"".join(b"<message to='b@localhost'><body>%s</body></message>" % body
-                    for _ in range(count))
+    return b"".join(
+        b"<message to='b@localhost'><body>%s</body></message>" % body for _ in range(count)
+    )
 
 
 def test_input_within_the_budget_is_parsed_at_once(monkeypatch):
