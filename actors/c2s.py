@@ -7,24 +7,29 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from actors.runtime import RunQueueActor
+from actors.runtime import RunQueueActor, run_blocking
 from fsm import c2s
 from fsm.core import (
     CancelTimer,
     CheckPassword,
     CloseSession,
     CredentialsLoaded,
+    DeliverToUser,
     LoadCredentials,
     OpenSession,
     PasswordChecked,
+    Query,
+    QueryDone,
     RestartStream,
     Route,
+    RoutePresencesOf,
     Send,
     SendClose,
     SendHeader,
     SessionOpened,
     SessionReplaced,
     SetPresence,
+    SetSessionInfo,
     SetTimer,
     StartTLS,
     Stop,
@@ -86,6 +91,10 @@ class C2SActor(RunQueueActor):
         self.state = "closed"
         self._cancel_timers()
         if self.data.jid is not None:
+            try:
+                self.node.perform(self.data.features.session_end(self.data))
+            except Exception:  # noqa: BLE001 - the session is already broken; free it anyway
+                log.exception("[%s] presence clean-up after the crash failed", self.id)
             self.node.close_session(self.data.jid, self.actor_ref)
         self.conn.write(serialize_error("internal-server-error"))
         self.conn.write(STREAM_CLOSE)
@@ -107,6 +116,18 @@ class C2SActor(RunQueueActor):
                     self.conn.write(serialize(element))
                 case Route(stanza):
                     self.node.router.route(stanza)
+                case Query(call, args, then):
+                    run_blocking(
+                        self.actor_ref,
+                        call,
+                        self.node.storage,
+                        *args,
+                        reply=lambda result, then=then: QueryDone(then, result),
+                    )
+                case DeliverToUser() | RoutePresencesOf():
+                    self.node.perform([action])
+                case SetSessionInfo(jid, presence, interested):
+                    self.node.set_session_info(jid, self.actor_ref, presence, interested)
                 case SendHeader(attrs):
                     self.conn.write(stream_header(attrs))
                 case SendClose():

@@ -11,6 +11,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from pykka import ActorDeadError
 from actors.c2s import C2SActor
 from actors.connection import Connection
 from actors.runtime import Scheduler, run_blocking
-from fsm.core import Deliver, Kick, Timeout
+from fsm.core import Deliver, DeliverToUser, Kick, Route, RoutePresencesOf, Timeout
 from fsm.session import C2S, C2SConfig, Env, SystemRandom
 from routing.router import Router
 from routing.sessions import LocalSessionManager
@@ -61,7 +62,6 @@ class TLSCertificates:
 
 class Node:
     def __init__(self, config: Any, storage: Any, loop: asyncio.AbstractEventLoop) -> None:
-        from features import disco, ping
         from features.registry import Registry
 
         self.config = config
@@ -71,7 +71,9 @@ class Node:
         self.sessions = LocalSessionManager()
         self.hosts = {host.name: host for host in config.hosts}
         self.router = Router(self.sessions, self.hosts, deliver=_deliver)
-        self.features = Registry.from_modules([ping, disco])
+        self.features = Registry.from_modules(feature_modules())
+        self.router.inbound_presence = self._hook(self.features.inbound_presence)
+        self.router.undeliverable = self._hook(self.features.undeliverable_message)
         self.actors: dict[str, C2SActor] = {}
         self.per_ip: Counter[str] = Counter()
         self.servers: list[asyncio.base_events.Server] = []
@@ -82,6 +84,11 @@ class Node:
         self._sweeper: asyncio.TimerHandle | None = None
         self.max_connections = connection_room()
         self._refused = 0
+
+    def _hook(self, hook: Callable | None) -> Callable | None:
+        if hook is None:
+            return None
+        return lambda stanza: self.offload(hook, stanza)
 
     def _load_tls(self) -> TLSCertificates:
         return TLSCertificates.load(
@@ -196,6 +203,56 @@ class Node:
     def close_session(self, jid: Any, ref: Any) -> None:
         self.sessions.close(jid, ref)
 
+    def set_session_info(self, jid: Any, ref: Any, presence: Any, interested: Any) -> None:
+        entry = self.sessions.get(jid)
+        if entry is None or entry.handle is not ref:
+            return
+        if presence is not None:
+            entry.presence = presence
+        if interested is not None:
+            entry.interested = interested
+
+    # --- server-side work: what features return outside any session ------------------------
+
+    def offload(self, hook: Callable, stanza: Any) -> None:
+        """Run a feature's server-side `hook(storage, stanza)` on the thread pool; carry out
+        the actions it returns back on the loop."""
+
+        def done(future: Any) -> None:
+            try:
+                actions = future.result()
+            except Exception:  # noqa: BLE001 - one stanza's failure must not stop the node
+                log.exception("%s failed on %s", getattr(hook, "__name__", hook), stanza.tag)
+                return
+            self.loop.call_soon_threadsafe(self.perform, actions)
+
+        self.scheduler.executor.submit(hook, self.storage, stanza).add_done_callback(done)
+
+    def perform(self, actions: list) -> None:
+        for action in actions:
+            match action:
+                case Route(stanza):
+                    self.router.route(stanza)
+                case DeliverToUser(bare, stanza, interested_only, available_only, except_jid):
+                    for entry in self.sessions.resources(bare):
+                        if interested_only and not entry.interested:
+                            continue
+                        if available_only and not entry.available or entry.jid == except_jid:
+                            continue
+                        copy = deepcopy(stanza)
+                        copy.set("to", str(entry.jid))
+                        _deliver(entry.handle, copy)
+                case RoutePresencesOf(bare, to, unavailable, otherwise):
+                    sent = False
+                    for entry in self.sessions.resources(bare):
+                        if entry.available and entry.presence is not None:
+                            self.router.route(_presence_copy(entry, to, unavailable))
+                            sent = True
+                    if not sent and otherwise is not None:
+                        self.router.route(otherwise)
+                case _:
+                    raise TypeError(f"the node cannot perform {action!r}")
+
     # --- idle connections --------------------------------------------------------------------
 
     def _schedule_sweep(self) -> None:
@@ -229,6 +286,13 @@ class Node:
         log.info("stopped")
 
 
+def feature_modules() -> list:
+    """Every feature this node serves; disco#info lists what they register."""
+    from features import disco, ping
+
+    return [ping, disco]
+
+
 # Descriptors kept back from connections: listeners, the database, the admin socket, log files,
 # the thread pool's work. Running out would make accept() fail for everything, admin included.
 FD_RESERVE = 64
@@ -240,6 +304,17 @@ def connection_room() -> int:
     if soft == resource.RLIM_INFINITY:
         return 1_000_000
     return max(1, soft - FD_RESERVE)
+
+
+def _presence_copy(entry: Any, to: str, unavailable: bool) -> Any:
+    presence = deepcopy(entry.presence)
+    presence.set("from", str(entry.jid))
+    presence.set("to", to)
+    if unavailable:
+        for child in list(presence):
+            presence.remove(child)
+        presence.set("type", "unavailable")
+    return presence
 
 
 def _deliver(handle: Any, stanza: Any) -> bool:

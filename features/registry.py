@@ -8,6 +8,7 @@ from typing import Any
 
 from lxml import etree
 
+from fsm.core import Send
 from xmpp.jid import JID, JIDMalformed
 
 Handler = Callable[[etree._Element, Any], list]
@@ -32,6 +33,15 @@ class Registry:
         self._iq: dict[tuple[str, str, str], Handler] = {}
         self.disco_features: set[str] = set()
         self._stream_features: list[Callable[[Any], list[etree._Element]]] = []
+        self._on_deliver: list[Callable] = []
+        self._session_end: list[Callable] = []
+        self._client_presence: Callable | None = None
+        # Server-side hooks the node hands the router (they run on the thread pool, with the
+        # storage, and return actions for the node): presence to a local account (probes,
+        # subscriptions), and a message no session can take (offline storage).
+        self.inbound_presence: Callable | None = None
+        self.undeliverable_message: Callable | None = None
+        self.modules: list[ModuleType] = []
 
     @classmethod
     def from_modules(cls, modules: Iterable[ModuleType]) -> Registry:
@@ -48,6 +58,32 @@ class Registry:
         self.disco_features.update(getattr(module, "DISCO_FEATURES", ()))
         if hasattr(module, "stream_features"):
             self._stream_features.append(module.stream_features)
+        if hasattr(module, "on_deliver"):
+            self._on_deliver.append(module.on_deliver)
+        if hasattr(module, "session_end"):
+            self._session_end.append(module.session_end)
+        self._client_presence = getattr(module, "client_presence", self._client_presence)
+        self.inbound_presence = getattr(module, "inbound_presence", self.inbound_presence)
+        self.undeliverable_message = getattr(
+            module, "undeliverable_message", self.undeliverable_message
+        )
+        self.modules.append(module)
+
+    def client_presence(self, presence: etree._Element, data: Any) -> tuple[Any, list] | None:
+        if self._client_presence is None:
+            return None
+        return self._client_presence(presence, data)
+
+    def deliver(self, stanza: etree._Element, data: Any) -> tuple[Any, list]:
+        """The first feature that claims a routed stanza decides; else it is written as is."""
+        for hook in self._on_deliver:
+            handled = hook(stanza, data)
+            if handled is not None:
+                return handled
+        return data, [Send(stanza)]
+
+    def session_end(self, data: Any) -> list:
+        return [action for hook in self._session_end for action in hook(data)]
 
     def stream_features(self, data: Any) -> list[etree._Element]:
         return [el for provide in self._stream_features for el in provide(data)]

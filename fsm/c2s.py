@@ -18,6 +18,7 @@ from fsm.core import (
     LoadCredentials,
     OpenSession,
     PasswordChecked,
+    QueryDone,
     RestartStream,
     Route,
     Send,
@@ -130,6 +131,8 @@ def wait_for_bind(event, data: C2S) -> Transition:
             reply = x.bind_result(_with_id(iq_id), str(jid))
             data = replace(data, jid=jid, pending_bind=None)
             return Transition("wait_for_session", data, [CancelTimer("auth"), Send(reply)])
+        case QueryDone(then, result):
+            return then_stay(then(result, data))
         case SessionOpened(jid, error) if data.pending_bind:
             iq_id, _ = data.pending_bind
             reply = error_reply(_bind_iq(iq_id), error)
@@ -165,7 +168,9 @@ def session_established(event, data: C2S) -> Transition:
         case StreamElement(el) if el.tag in STANZAS:
             return client_stanza(el, data)
         case Deliver(stanza):
-            return stay(data, Send(stanza))
+            return then_stay(data.features.deliver(stanza, data))
+        case QueryDone(then, result):
+            return then_stay(then(result, data))
         case Timeout("idle") if data.pending_ping is None:
             iq_id = data.env.random.iq_id()
             ping = x.ping(iq_id, str(data.jid), data.domain)
@@ -243,6 +248,12 @@ def stay(data: C2S, *actions) -> Transition:
     return Transition(STAY, data, list(actions))
 
 
+def then_stay(outcome: tuple[C2S, list]) -> Transition:
+    """Stay, with the (data, actions) a feature returned."""
+    data, actions = outcome
+    return Transition(STAY, data, list(actions))
+
+
 def stop(data: C2S, condition: str | None, text: str | None = None) -> Transition:
     """Close the stream with a stream error; the header comes first if it was never sent."""
     actions: list = []
@@ -256,9 +267,10 @@ def stop(data: C2S, condition: str | None, text: str | None = None) -> Transitio
 
 
 def release(data: C2S) -> list:
-    """Free the session, including one opened for a bind whose answer has not come back."""
+    """Free the session, including one opened for a bind whose answer has not come back;
+    whoever saw us available hears that we are gone."""
     if data.jid is not None:
-        return [CloseSession(data.jid)]
+        return [*data.features.session_end(data), CloseSession(data.jid)]
     if data.pending_bind is not None:
         return [CloseSession(data.pending_bind[1])]
     return []
@@ -465,8 +477,12 @@ def client_stanza(stanza: etree._Element, data: C2S) -> Transition:
         return stay(data, Send(_to_client(reply, data)))
     if stanza.tag == IQ:
         return client_iq(stanza, to, data)
-    if stanza.tag == PRESENCE and to is None:
-        return own_presence(stanza, data)
+    if stanza.tag == PRESENCE:
+        handled = data.features.client_presence(stanza, data)
+        if handled is not None:
+            return then_stay(handled)
+        if to is None:
+            return own_presence(stanza, data)
     if to is None:
         stanza.set("to", str(data.bare))  # RFC 6120 §10.3.1
     activity = [CancelTimer("ping")] if data.pending_ping else []

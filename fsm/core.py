@@ -214,6 +214,59 @@ class Stop:
     text: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Run `call(storage, *args)` on the thread pool (storage calls block); QueryDone comes
+    back with the result, and the machine hands it to `then(result, data)`, which returns
+    (new data, actions). `then` is a module-level function or a functools.partial of one."""
+
+    call: Callable
+    args: tuple
+    then: Callable
+
+
+@dataclass(frozen=True, slots=True)
+class QueryDone:
+    """Answer to Query: `result` is the call's value, or the exception it raised."""
+
+    then: Callable
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverToUser:
+    """Hand a copy of `stanza` to every session of the account `bare` (with 'to' set to each
+    session's full JID): to those that asked for the roster when `interested_only`, to the
+    available ones when `available_only`; never to `except_jid`."""
+
+    bare: Any  # xmpp.jid.JID
+    stanza: etree._Element
+    interested_only: bool = False
+    available_only: bool = False
+    except_jid: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetSessionInfo:
+    """Record what the session manager tells others about this session: its last presence
+    (for probes), and whether it asked for the roster (roster pushes go to those only)."""
+
+    jid: Any
+    presence: etree._Element | None = None
+    interested: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePresencesOf:
+    """Route the current presence of each available session of account `bare` to `to` (as
+    unavailable when `unavailable`); when it has none, route `otherwise` if given."""
+
+    bare: Any
+    to: str
+    unavailable: bool = False
+    otherwise: etree._Element | None = None
+
+
 class Transition(NamedTuple):
     state: str
     data: Any

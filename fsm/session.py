@@ -76,6 +76,16 @@ class Features(Protocol):
         """Actions answering an IQ addressed to the server or to an account's bare JID;
         None when no feature handles the IQ's namespace."""
 
+    def client_presence(self, presence: etree._Element, data: Any) -> tuple[Any, list] | None:
+        """(data, actions) for a presence the client sent (from already stamped); None when
+        no feature handles presence."""
+
+    def deliver(self, stanza: etree._Element, data: Any) -> tuple[Any, list]:
+        """(data, actions) for a stanza routed to this session: normally Send(stanza)."""
+
+    def session_end(self, data: Any) -> list:
+        """Actions owed when the session ends (unavailable presence to whoever saw us)."""
+
 
 class NoFeatures:
     """A registry with nothing in it."""
@@ -85,6 +95,17 @@ class NoFeatures:
 
     def handle_iq(self, iq: etree._Element, data: Any) -> list | None:
         return None
+
+    def client_presence(self, presence: etree._Element, data: Any) -> tuple[Any, list] | None:
+        return None
+
+    def deliver(self, stanza: etree._Element, data: Any) -> tuple[Any, list]:
+        from fsm.core import Send
+
+        return data, [Send(stanza)]
+
+    def session_end(self, data: Any) -> list:
+        return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +138,7 @@ class C2S:
     available: bool = False
     priority: int = 0
     pending_ping: str | None = None
+    im: Any = None  # instant-messaging state of the session, owned by features/presence.py
 
     @property
     def authenticated(self) -> bool:

@@ -23,9 +23,11 @@ IQ = q(ns.CLIENT, "iq")
 
 # Hands a stanza to a session's handle; False when the session died meanwhile.
 Deliver = Callable[[Any, etree._Element], bool]
-# A fallback for messages no session can take (the offline store, in the IM issue): returns
-# True when it kept the stanza.
-Backup = Callable[[JID, etree._Element], bool]
+# Server-side handling the node plugs in from features/: it runs off the scheduler and does
+# the delivering, storing or bouncing itself.
+Hook = Callable[[etree._Element], None]
+SUBSCRIPTION_TYPES = frozenset(("subscribe", "subscribed", "unsubscribe", "unsubscribed"))
+SERVER_PRESENCE = SUBSCRIPTION_TYPES | {"probe"}
 
 
 class Router:
@@ -34,12 +36,14 @@ class Router:
         sessions: SessionManager,
         hosts: Iterable[str],
         deliver: Deliver,
-        backup: Backup | None = None,
     ) -> None:
         self.sessions = sessions
         self.hosts = frozenset(hosts)
         self._deliver = deliver
-        self._backup = backup
+        # Presence subscriptions and probes to a local account (roster work), and messages
+        # that no session can take (offline storage). Without them: ignored / bounced.
+        self.inbound_presence: Hook | None = None
+        self.undeliverable: Hook | None = None
 
     def route(self, stanza: etree._Element) -> None:
         """Deliver `stanza` (whose `from` is already stamped) or answer it with an error."""
@@ -52,6 +56,11 @@ class Router:
             return self.bounce(stanza, "remote-server-not-found", "no route to remote domains")
         if to.local is None:
             return self.bounce(stanza, "service-unavailable")
+        if stanza.tag == PRESENCE and stanza.get("type") in SERVER_PRESENCE:
+            # Subscriptions and probes are the account's business, whatever the resource.
+            if self.inbound_presence is not None:
+                self.inbound_presence(stanza)
+            return None
         if to.resource is not None:
             return self._to_full(to, stanza)
         return self._to_bare(to, stanza)
@@ -89,8 +98,8 @@ class Router:
         if eligible:
             top = max(e.priority for e in eligible)
             return self._fan_out([e for e in eligible if e.priority == top], stanza)
-        if self._backup is not None and self._backup(to, stanza):
-            return None
+        if self.undeliverable is not None:
+            return self.undeliverable(stanza)
         return self.bounce(stanza, "service-unavailable")
 
     def _fan_out(self, entries: list[SessionEntry], stanza: etree._Element) -> None:

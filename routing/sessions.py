@@ -19,6 +19,8 @@ class SessionEntry:
     conn_id: str
     available: bool = False
     priority: int = 0
+    presence: Any = None  # the last presence it broadcast (answers probes)
+    interested: bool = False  # asked for the roster: roster pushes go to it
 
 
 class SessionManager(Protocol):
