@@ -11,8 +11,10 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pykka import ActorDeadError
@@ -71,7 +73,7 @@ class Node:
         self.sessions = LocalSessionManager()
         self.hosts = {host.name: host for host in config.hosts}
         self.router = Router(self.sessions, self.hosts, deliver=_deliver)
-        self.features = Registry.from_modules(feature_modules())
+        self.features = Registry.from_modules(feature_modules(), self._settings())
         self.router.inbound_presence = self._hook(self.features.inbound_presence)
         self.router.undeliverable = self._hook(self.features.undeliverable_message)
         self.actors: dict[str, C2SActor] = {}
@@ -83,12 +85,32 @@ class Node:
         self.tls = self._load_tls()
         self._sweeper: asyncio.TimerHandle | None = None
         self.max_connections = connection_room()
+        # Server-side work for one account runs in order (offline messages keep theirs):
+        # each account's stanzas go to one single-thread lane, chosen by its bare JID.
+        self._lanes = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"xmppd-lane{i}") for i in range(LANES)
+        ]
         self._refused = 0
+
+    def _settings(self) -> Any:
+        from features.im import Settings
+        from xmppd import __version__
+
+        limits = self.config.limits
+        return Settings(
+            max_roster_items=limits.max_roster_items,
+            max_offline_messages=limits.max_offline_messages,
+            max_vcard_bytes=limits.max_vcard_bytes,
+            max_private_bytes=limits.max_private_bytes,
+            started=time.time(),
+            version=__version__,
+        )
 
     def _hook(self, hook: Callable | None) -> Callable | None:
         if hook is None:
             return None
-        return lambda stanza: self.offload(hook, stanza)
+        bound = partial(hook, settings=self.features.settings)
+        return lambda stanza: self.offload(bound, stanza)
 
     def _load_tls(self) -> TLSCertificates:
         return TLSCertificates.load(
@@ -226,7 +248,8 @@ class Node:
                 return
             self.loop.call_soon_threadsafe(self.perform, actions)
 
-        self.scheduler.executor.submit(hook, self.storage, stanza).add_done_callback(done)
+        lane = self._lanes[hash(_bare_to(stanza)) % len(self._lanes)]
+        lane.submit(hook, self.storage, stanza).add_done_callback(done)
 
     def perform(self, actions: list) -> None:
         for action in actions:
@@ -242,9 +265,11 @@ class Node:
                         copy = deepcopy(stanza)
                         copy.set("to", str(entry.jid))
                         _deliver(entry.handle, copy)
-                case RoutePresencesOf(bare, to, unavailable, otherwise):
+                case RoutePresencesOf(bare, to, unavailable, otherwise, except_jid):
                     sent = False
                     for entry in self.sessions.resources(bare):
+                        if entry.jid == except_jid:
+                            continue
                         if entry.available and entry.presence is not None:
                             self.router.route(_presence_copy(entry, to, unavailable))
                             sent = True
@@ -282,15 +307,17 @@ class Node:
             await asyncio.sleep(0.05)
         for actor in list(self.actors.values()):
             actor.conn.abort()
+        for lane in self._lanes:
+            lane.shutdown(wait=True)
         self.scheduler.close()
         log.info("stopped")
 
 
 def feature_modules() -> list:
     """Every feature this node serves; disco#info lists what they register."""
-    from features import disco, ping
+    from features import disco, offline, ping, presence, roster
 
-    return [ping, disco]
+    return [ping, disco, roster, presence, offline]
 
 
 # Descriptors kept back from connections: listeners, the database, the admin socket, log files,
@@ -304,6 +331,13 @@ def connection_room() -> int:
     if soft == resource.RLIM_INFINITY:
         return 1_000_000
     return max(1, soft - FD_RESERVE)
+
+
+LANES = 4
+
+
+def _bare_to(stanza: Any) -> str:
+    return (stanza.get("to") or "").partition("/")[0]
 
 
 def _presence_copy(entry: Any, to: str, unavailable: bool) -> Any:

@@ -29,7 +29,10 @@ def handles_iq(kind: str, namespace: str, to: str = "server") -> Callable[[Handl
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, settings: Any = None) -> None:
+        from features.im import Settings
+
+        self.settings = settings if settings is not None else Settings()
         self._iq: dict[tuple[str, str, str], Handler] = {}
         self.disco_features: set[str] = set()
         self._stream_features: list[Callable[[Any], list[etree._Element]]] = []
@@ -44,8 +47,8 @@ class Registry:
         self.modules: list[ModuleType] = []
 
     @classmethod
-    def from_modules(cls, modules: Iterable[ModuleType]) -> Registry:
-        registry = cls()
+    def from_modules(cls, modules: Iterable[ModuleType], settings: Any = None) -> Registry:
+        registry = cls(settings)
         for module in modules:
             registry.add_module(module)
         return registry

@@ -8,6 +8,7 @@ from lxml import etree
 
 from fsm.core import Send
 from xmpp import ns
+from xmpp.errors import error_reply
 from xmpp.ns import q
 
 
@@ -22,4 +23,16 @@ def result(iq: etree._Element, data: Any, *children: etree._Element) -> Send:
     if not reply.get("to"):
         del reply.attrib["to"]
     reply.extend(children)
+    return Send(reply)
+
+
+def error(iq: etree._Element, data: Any, condition: str, text: str | None = None) -> Send:
+    """A stanza error back to the asking session, from whoever the IQ was addressed to."""
+    reply = error_reply(iq, condition, text)
+    if data.jid is not None:
+        reply.set("to", str(data.jid))
+    else:
+        reply.attrib.pop("to", None)
+    if not iq.get("to"):
+        reply.attrib.pop("from", None)
     return Send(reply)

@@ -265,6 +265,7 @@ class RoutePresencesOf:
     to: str
     unavailable: bool = False
     otherwise: etree._Element | None = None
+    except_jid: Any = None
 
 
 class Transition(NamedTuple):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from storage.accounts import AccountExists, NoSuchAccount
 from xmpp.sasl import ScramCredentials
@@ -17,15 +17,28 @@ def _checked(credentials: dict[str, ScramCredentials]) -> dict[str, ScramCredent
 
 
 class MemoryAccountStore:
-    """AccountStore in a dict keyed by (domain, username); safe to share between threads."""
+    """AccountStore in a dict keyed by (domain, username); safe to share between threads.
+
+    The memory stores of storage.memory_im share its lock and are told of deletions (their
+    ON DELETE CASCADE), so an account and its data change together, as in one database."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # held by every store of this "database"
         self._accounts: dict[tuple[str, str], dict[str, ScramCredentials]] = {}
+        self._on_delete: list[Callable[[tuple[str, str]], None]] = []
+
+    def has(self, key: tuple[str, str]) -> bool:
+        """Whether (domain, username) is an account; for callers holding `lock`."""
+        return key in self._accounts
+
+    def on_delete(self, forget: Callable[[tuple[str, str]], None]) -> None:
+        """Call forget((domain, username)) whenever an account is deleted, under `lock`."""
+        with self.lock:
+            self._on_delete.append(forget)
 
     def create(self, username: str, domain: str, credentials: dict[str, ScramCredentials]) -> None:
         credentials = _checked(credentials)
-        with self._lock:
+        with self.lock:
             if (domain, username) in self._accounts:
                 raise AccountExists(f"{username}@{domain}")
             self._accounts[(domain, username)] = credentials
@@ -34,26 +47,28 @@ class MemoryAccountStore:
         self, username: str, domain: str, credentials: dict[str, ScramCredentials]
     ) -> None:
         credentials = _checked(credentials)
-        with self._lock:
+        with self.lock:
             if (domain, username) not in self._accounts:
                 raise NoSuchAccount(f"{username}@{domain}")
             self._accounts[(domain, username)] = credentials
 
     def delete(self, username: str, domain: str) -> None:
-        with self._lock:
+        with self.lock:
             if self._accounts.pop((domain, username), None) is None:
                 raise NoSuchAccount(f"{username}@{domain}")
+            for forget in self._on_delete:
+                forget((domain, username))
 
     def exists(self, username: str, domain: str) -> bool:
-        with self._lock:
+        with self.lock:
             return (domain, username) in self._accounts
 
     def credentials(self, username: str, domain: str, hash_name: str) -> ScramCredentials | None:
-        with self._lock:
+        with self.lock:
             return self._accounts.get((domain, username), {}).get(hash_name)
 
     def list(self, domain: str | None = None) -> list[tuple[str, str]]:
-        with self._lock:
+        with self.lock:
             keys = sorted(k for k in self._accounts if domain is None or k[0] == domain)
         return [(username, d) for d, username in keys]
 
@@ -65,7 +80,7 @@ class MemoryAccountStore:
         # Checked before taking the lock so a bad row changes nothing (one transaction).
         checked = [(d, u, _checked(c)) for u, d, c in rows]
         created = 0
-        with self._lock:
+        with self.lock:
             for domain, username, credentials in checked:
                 if (domain, username) not in self._accounts:
                     created += 1

@@ -18,15 +18,48 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from storage.accounts import AccountStore
+from storage.im import LastActivityStore, OfflineStore, PrivateStore, RosterStore, VCardStore
 from storage.memory import MemoryAccountStore
-from storage.sql import SqlAccountStore, migrate, postgresql_engine, sqlite_engine
+from storage.memory_im import (
+    MemoryLastActivityStore,
+    MemoryOfflineStore,
+    MemoryPrivateStore,
+    MemoryRosterStore,
+    MemoryVCardStore,
+)
+from storage.sql import (
+    SqlAccountStore,
+    SqlLastActivityStore,
+    SqlOfflineStore,
+    SqlPrivateStore,
+    SqlRosterStore,
+    SqlVCardStore,
+    migrate,
+    postgresql_engine,
+    sqlite_engine,
+)
 
 
 class Storage:
     """The stores of one database. Their calls block: run them on a thread pool."""
 
-    def __init__(self, accounts: AccountStore, on_close: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        accounts: AccountStore,
+        *,
+        rosters: RosterStore,
+        offline: OfflineStore,
+        vcards: VCardStore,
+        private: PrivateStore,
+        last_activity: LastActivityStore,
+        on_close: Callable[[], None] | None = None,
+    ):
         self.accounts = accounts
+        self.rosters = rosters
+        self.offline = offline
+        self.vcards = vcards
+        self.private = private
+        self.last_activity = last_activity
         self._on_close = on_close
 
     def close(self) -> None:
@@ -48,12 +81,38 @@ def open_storage(url: str) -> Storage:
     storage.sql.SchemaTooNew for a database newer than this code."""
     scheme = url.partition(":")[0].lower()
     if scheme == "memory":
-        return Storage(MemoryAccountStore())
+        return memory_storage()
     if scheme == "sqlite":
         return _sql_storage(sqlite_engine(_sqlite_path(url)))
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         return _sql_storage(postgresql_engine(url))
     raise ValueError(f"unknown storage URL scheme {scheme!r} in {url!r}")
+
+
+def memory_storage() -> Storage:
+    """Fresh in-memory stores sharing one lock (an account's deletion deletes its data)."""
+    accounts = MemoryAccountStore()
+    return Storage(
+        accounts,
+        rosters=MemoryRosterStore(accounts),
+        offline=MemoryOfflineStore(accounts),
+        vcards=MemoryVCardStore(accounts),
+        private=MemoryPrivateStore(accounts),
+        last_activity=MemoryLastActivityStore(accounts),
+    )
+
+
+def sql_storage(engine: Engine) -> Storage:
+    """The SQL stores on an engine whose schema is up to date; closing disposes the engine."""
+    return Storage(
+        SqlAccountStore(engine),
+        rosters=SqlRosterStore(engine),
+        offline=SqlOfflineStore(engine),
+        vcards=SqlVCardStore(engine),
+        private=SqlPrivateStore(engine),
+        last_activity=SqlLastActivityStore(engine),
+        on_close=engine.dispose,
+    )
 
 
 def _sqlite_path(url: str) -> Path:
@@ -71,4 +130,4 @@ def _sql_storage(engine: Engine) -> Storage:
     except BaseException:
         engine.dispose()
         raise
-    return Storage(SqlAccountStore(engine), on_close=engine.dispose)
+    return sql_storage(engine)

@@ -161,6 +161,10 @@ class LimitsConfig:
     idle_timeout: float = setting(300.0, seconds)
     ping_timeout: float = setting(60.0, seconds)
     max_send_buffer_bytes: int = setting(4_194_304, integer(65_536))
+    max_roster_items: int = setting(1000, integer(1))
+    max_offline_messages: int = setting(1000, integer(0))
+    max_vcard_bytes: int = setting(65_536, integer(1024))
+    max_private_bytes: int = setting(65_536, integer(1024))
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,14 @@ def sql(*statements: str) -> Step:
 
 MIGRATIONS: list[Step] = [
     create_tables(schema.accounts, schema.scram_credentials),  # 1
+    create_tables(  # 2
+        schema.roster_items,
+        schema.roster_versions,
+        schema.offline_messages,
+        schema.vcards,
+        schema.private_storage,
+        schema.last_activity,
+    ),
 ]
 
 

@@ -46,10 +46,10 @@ def test_bare_jid_message_goes_to_highest_priority(server, run):
     run(scenario())
 
 
-def test_message_to_user_with_no_available_resource_bounces(server, run):
+def test_message_to_an_account_that_does_not_exist_bounces(server, run):
     async def scenario():
         alice = await login(server, "alice", resource="bounce")
-        alice.send_message(mto="carol@localhost", mbody="anyone?", mtype="chat")
+        alice.send_message(mto="nobody@localhost", mbody="anyone?", mtype="chat")
         error = await alice.next_message()
         assert error["type"] == "error"
         assert error["error"]["condition"] == "service-unavailable"

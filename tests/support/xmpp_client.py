@@ -19,6 +19,7 @@ class Client(slixmpp.ClientXMPP):
         super().__init__(jid, password, plugin_config=config)
         self.register_plugin("xep_0199")
         self.register_plugin("xep_0030")
+        self.register_plugin("xep_0203")
         self.messages: asyncio.Queue = asyncio.Queue()
         self.stream_errors: list[str] = []
         self.started = asyncio.get_event_loop().create_future()

@@ -1,0 +1,69 @@
+"""XEP-0160: messages for an account with no available resource are kept, stamped (XEP-0203),
+and handed over at its next initial presence; RFC 6121 §8.5.2 says what else happens."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lxml import etree
+
+from fsm.core import Route
+from xmpp import ns
+from xmpp.errors import error_reply
+from xmpp.jid import JID, JIDMalformed
+from xmpp.ns import q
+from xmpp.stream import serialize
+
+DELAY = "urn:xmpp:delay"
+HINTS = "urn:xmpp:hints"
+DISCO_FEATURES = ("msgoffline",)
+BODY = q(ns.CLIENT, "body")
+
+
+def delay(domain: str, stamp: float, reason: str | None = None) -> etree._Element:
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e3):03d}Z"
+    element = etree.Element(q(DELAY, "delay"), nsmap={None: DELAY}, stamp=when)
+    element.set("from", domain)
+    if reason:
+        element.text = reason
+    return element
+
+
+def storable(message: etree._Element) -> bool:
+    """Chat and normal messages with a body, unless hinted otherwise (XEP-0334)."""
+    if message.find(q(HINTS, "no-store")) is not None:
+        return False
+    if message.find(q(HINTS, "no-permanent-store")) is not None:
+        return False
+    if message.find(q(HINTS, "store")) is not None:
+        return True
+    return message.find(BODY) is not None
+
+
+def undeliverable_message(storage: Any, message: etree._Element, settings: Any) -> list:
+    """A message to a local account that no session can take. Runs on the thread pool."""
+    try:
+        user = JID.parse(message.get("to") or "").bare
+    except JIDMalformed:
+        return []
+    kind = message.get("type") or "normal"
+    if not storage.accounts.exists(user.local, user.domain):
+        return _bounce(message, "service-unavailable")  # RFC 6121 §8.5.1
+    if kind not in ("normal", "chat"):
+        return []  # headline and error messages to nobody are dropped (§8.5.2.2)
+    if not storable(message):
+        return []  # chat states and receipts only matter to a session that is there
+    message.append(delay(user.domain, time.time(), "Offline Storage"))
+    if storage.offline.push(
+        user.local, user.domain, serialize(message).decode(), settings.max_offline_messages
+    ):
+        return []
+    message.remove(message[-1])
+    return _bounce(message, "service-unavailable", "the recipient's offline storage is full")
+
+
+def _bounce(message: etree._Element, condition: str, text: str | None = None) -> list:
+    if message.get("type") == "error":
+        return []
+    return [Route(error_reply(message, condition, text))]

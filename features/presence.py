@@ -1,0 +1,301 @@
+"""RFC 6121 §3–4: presence broadcast, probes, directed presence, and the subscription
+handshakes on both sides (the table itself is features/subscription.py)."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from lxml import etree
+
+from features import roster_xml as rx
+from features import subscription
+from features.im import im, with_im
+from features.offline import delay
+from fsm.core import (
+    DeliverToUser,
+    Query,
+    Route,
+    RoutePresencesOf,
+    Send,
+    SetPresence,
+    SetSessionInfo,
+)
+from storage.im import RosterItem
+from xmpp import ns
+from xmpp.jid import JID, JIDMalformed
+from xmpp.ns import q
+from xmpp.stream import serialize
+
+PRESENCE = q(ns.CLIENT, "presence")
+SUBSCRIPTIONS = frozenset(("subscribe", "subscribed", "unsubscribe", "unsubscribed"))
+
+
+# --- presence the client sends -----------------------------------------------------------------
+
+
+def client_presence(presence: etree._Element, data: Any) -> tuple[Any, list]:
+    kind = presence.get("type")
+    to = presence.get("to")
+    if kind in SUBSCRIPTIONS:
+        return outbound_subscription(presence, data)
+    if kind == "probe":
+        return data, []  # probes are the server's business (RFC 6121 §4.3)
+    if to is not None:
+        return directed(presence, data)
+    if kind not in (None, "unavailable"):
+        return data, []  # a type='error' presence with no 'to' goes nowhere
+    if not im(data).roster_loaded:
+        # The broadcast needs the roster: hold the presence until it is loaded.
+        state = im(data)
+        held = (*state.held, presence)
+        actions = [] if state.held else [Query(load_roster, (data.user, data.domain), roster_in)]
+        return with_im(data, held=held), actions
+    return broadcast(presence, data)
+
+
+def load_roster(storage: Any, username: str, domain: str) -> tuple[str, list[RosterItem]]:
+    return storage.rosters.items(username, domain)
+
+
+def roster_in(loaded: Any, data: Any) -> tuple[Any, list]:
+    if isinstance(loaded, Exception):
+        loaded = ("0", [])  # broadcast to nobody rather than hold presence for ever
+    return roster_known(data, loaded[1])
+
+
+def roster_known(data: Any, items: list[RosterItem]) -> tuple[Any, list]:
+    """The roster arrived: who gets our presence, whose we get, requests still unanswered;
+    presence held meanwhile is broadcast now."""
+    state = im(data)
+    data = with_im(
+        data,
+        roster_loaded=True,
+        pres_from=frozenset(i.jid for i in items if i.subscription in ("from", "both")),
+        pres_to=frozenset(i.jid for i in items if i.subscription in ("to", "both")),
+        pending_requests=tuple(i.pending_in_stanza for i in items if i.pending_in_stanza),
+        held=(),
+    )
+    actions: list = []
+    for presence in state.held:
+        data, more = broadcast(presence, data)
+        actions += more
+    return data, actions
+
+
+def broadcast(presence: etree._Element, data: Any) -> tuple[Any, list]:
+    """RFC 6121 §4.2 (initial), §4.4 (subsequent) and §4.5 (unavailable)."""
+    state = im(data)
+    available = presence.get("type") is None
+    initial = available and not data.available
+    priority = _priority(presence)
+    bare = data.jid.bare
+    actions: list = [SetPresence(data.jid, available, priority)]
+    actions.append(SetSessionInfo(data.jid, presence=presence if available else None))
+    recipients = state.pres_from | (state.directed if not available else frozenset())
+    actions += [Route(_to(presence, contact)) for contact in sorted(recipients)]
+    actions.append(DeliverToUser(bare, presence, available_only=True))
+    if initial:
+        actions += [Route(_probe(bare, contact)) for contact in sorted(state.pres_to)]
+        actions.append(RoutePresencesOf(bare, str(data.jid), except_jid=data.jid))
+        actions += [Send(etree.fromstring(xml)) for xml in state.pending_requests]
+        if priority >= 0:
+            actions.append(Query(take_offline, (data.user, data.domain), offline_in))
+    if not available:
+        status = presence.findtext(q(ns.CLIENT, "status")) or ""
+        actions.append(
+            Query(record_last, (data.user, data.domain, data.env.clock(), status), ignore_result)
+        )
+    return _with_presence(data, available, priority, presence), actions
+
+
+def _with_presence(data: Any, available: bool, priority: int, presence: Any) -> Any:
+    data = replace(data, available=available, priority=priority)
+    directed = im(data).directed if available else frozenset()
+    return with_im(data, presence=presence if available else None, directed=directed)
+
+
+def directed(presence: etree._Element, data: Any) -> tuple[Any, list]:
+    """Presence to one entity (RFC 6121 §4.6): remembered, so it hears when we leave."""
+    try:
+        target = str(JID.parse(presence.get("to")))
+    except JIDMalformed:
+        return data, []  # the FSM has already answered a malformed 'to'
+    state = im(data)
+    if presence.get("type") is None and target not in state.pres_from:
+        data = with_im(data, directed=state.directed | {target})
+    elif presence.get("type") == "unavailable":
+        data = with_im(data, directed=state.directed - {target})
+    return data, [Route(presence)]
+
+
+def session_end(data: Any) -> list:
+    """The session ends without saying goodbye: whoever saw us available hears we left."""
+    state = im(data)
+    if not data.available and not state.directed:
+        return []
+    gone = etree.Element(PRESENCE, type="unavailable", nsmap={None: ns.CLIENT})
+    gone.set("from", str(data.jid))
+    recipients = state.directed | (state.pres_from if data.available else frozenset())
+    actions: list = [Route(_to(gone, contact)) for contact in sorted(recipients)]
+    if data.available:
+        actions.append(DeliverToUser(data.jid.bare, gone, available_only=True, except_jid=data.jid))
+        actions.append(
+            Query(record_last, (data.user, data.domain, data.env.clock(), ""), ignore_result)
+        )
+    return actions
+
+
+# --- subscriptions the user sends -----------------------------------------------------------------
+
+
+def outbound_subscription(presence: etree._Element, data: Any) -> tuple[Any, list]:
+    try:
+        contact = JID.parse(presence.get("to") or "").bare
+    except JIDMalformed:
+        return data, []
+    kind = presence.get("type")
+    args = (data.user, data.domain, str(contact), kind)
+    return data, [Query(apply_outbound, args, partial(after_outbound, presence))]
+
+
+def apply_outbound(storage: Any, username: str, domain: str, contact: str, kind: str) -> Any:
+    old = storage.rosters.get(username, domain, contact)
+    outcome = subscription.outbound(old, kind, contact)
+    return outcome, _store(storage, username, domain, contact, old, outcome)
+
+
+def _store(storage: Any, username: str, domain: str, contact: str, old: Any, outcome: Any):
+    """Write what a subscription outcome changed; the roster's new version, or None."""
+    if outcome.remove and old is not None:
+        return storage.rosters.delete(username, domain, contact)
+    if outcome.item is not None and outcome.item != old:
+        return storage.rosters.put(username, domain, outcome.item)
+    return None
+
+
+def after_outbound(presence: etree._Element, applied: Any, data: Any) -> tuple[Any, list]:
+    if isinstance(applied, Exception):
+        return data, []
+    outcome, version = applied
+    bare = data.jid.bare
+    contact = str(JID.parse(presence.get("to")).bare)
+    actions: list = []
+    if outcome.route:
+        presence.set("from", str(bare))  # subscriptions come from the bare JID (§3.1.2)
+        presence.set("to", contact)
+        actions.append(Route(presence))
+    if outcome.send_presence:  # §3.1.5, §3.2.2
+        unavailable = outcome.send_presence == "unavailable"
+        actions.append(RoutePresencesOf(bare, contact, unavailable=unavailable))
+    if outcome.push and version is not None and outcome.item and subscription.visible(outcome.item):
+        actions.append(DeliverToUser(bare, rx.push(outcome.item, version, data.env.random.iq_id())))
+    return data, actions
+
+
+# --- presence reaching a local account: runs on the thread pool, with the storage -------------
+
+
+def inbound_presence(storage: Any, stanza: etree._Element, settings: Any = None) -> list:
+    try:
+        user = JID.parse(stanza.get("to") or "").bare
+        sender = JID.parse(stanza.get("from") or "")
+    except JIDMalformed:
+        return []
+    if not storage.accounts.exists(user.local, user.domain):
+        return []  # presence to an account that does not exist is ignored (RFC 6121 §8.5.1)
+    if stanza.get("type") == "probe":
+        return inbound_probe(storage, user, sender)
+    return inbound_subscription(storage, user, sender, stanza)
+
+
+def inbound_probe(storage: Any, user: JID, sender: JID) -> list:
+    """RFC 6121 §4.3.2: answer for subscribed contacts only, with every available resource's
+    presence, or with unavailable (stamped with the last logout) when there is none."""
+    item = storage.rosters.get(user.local, user.domain, str(sender.bare))
+    if sender.bare != user and (item is None or item.subscription not in ("from", "both")):
+        return []
+    gone = etree.Element(PRESENCE, type="unavailable", to=str(sender), nsmap={None: ns.CLIENT})
+    gone.set("from", str(user))
+    last = storage.last_activity.get(user.local, user.domain)
+    if last is not None:
+        stamp, status = last
+        if status:
+            etree.SubElement(gone, q(ns.CLIENT, "status")).text = status
+        gone.append(delay(user.domain, stamp))
+    return [RoutePresencesOf(user, str(sender), otherwise=gone)]
+
+
+def inbound_subscription(storage: Any, user: JID, sender: JID, stanza: etree._Element) -> list:
+    kind = stanza.get("type")
+    contact = str(sender.bare)
+    stanza.set("from", contact)
+    stanza.set("to", str(user))
+    old = storage.rosters.get(user.local, user.domain, contact)
+    outcome = subscription.inbound(old, kind, contact, serialize(stanza).decode())
+    version = _store(storage, user.local, user.domain, contact, old, outcome)
+    actions: list = []
+    if outcome.deliver:
+        actions.append(DeliverToUser(user, stanza, available_only=True))
+    if outcome.push and version is not None and not outcome.hidden:
+        item = outcome.item or old
+        push = rx.push(item, version, secrets.token_hex(6), remove=outcome.item is None)
+        actions.append(DeliverToUser(user, push))
+    if outcome.auto_reply:
+        reply = etree.Element(
+            PRESENCE, type=outcome.auto_reply, to=contact, nsmap={None: ns.CLIENT}
+        )
+        reply.set("from", str(user))
+        actions.append(Route(reply))
+    if outcome.send_presence:  # §3.1.5 (pre-approved), §3.3.3
+        unavailable = outcome.send_presence == "unavailable"
+        actions.append(RoutePresencesOf(user, contact, unavailable=unavailable))
+    return actions
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def take_offline(storage: Any, username: str, domain: str) -> list[str]:
+    return storage.offline.pop_all(username, domain)
+
+
+def offline_in(stored: Any, data: Any) -> tuple[Any, list]:
+    if isinstance(stored, Exception):
+        return data, []
+    return data, [Send(_addressed(etree.fromstring(xml), data)) for xml in stored]
+
+
+def _addressed(message: etree._Element, data: Any) -> etree._Element:
+    message.set("to", str(data.jid))
+    return message
+
+
+def record_last(storage: Any, username: str, domain: str, stamp: float, status: str) -> None:
+    storage.last_activity.set(username, domain, stamp, status)
+
+
+def ignore_result(_result: Any, data: Any) -> tuple[Any, list]:
+    return data, []
+
+
+def _priority(presence: etree._Element) -> int:
+    try:
+        return max(-128, min(127, int(presence.findtext(q(ns.CLIENT, "priority")) or 0)))
+    except ValueError:
+        return 0
+
+
+def _to(presence: etree._Element, contact: str) -> etree._Element:
+    sent = copy.deepcopy(presence)
+    sent.set("to", contact)
+    return sent
+
+
+def _probe(sender: JID, contact: str) -> etree._Element:
+    probe = etree.Element(PRESENCE, type="probe", to=contact, nsmap={None: ns.CLIENT})
+    probe.set("from", str(sender))
+    return probe

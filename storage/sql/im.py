@@ -1,0 +1,302 @@
+"""The instant-messaging stores of storage.im on SQL (SQLite or PostgreSQL), SQLAlchemy Core.
+
+Every write first locks the owner's accounts row (PostgreSQL: FOR NO KEY UPDATE, so writes of
+one user are serialised and race neither each other nor the account's deletion; SQLite: the
+write transaction already holds the database's write lock). A user without an account has no
+row to lock: writes then raise NoSuchAccount (offline push returns False), as storage.im says.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
+
+from storage.accounts import NoSuchAccount
+from storage.im import RosterItem, checked_roster_item
+from storage.sql.engine import read_transaction, write_transaction
+from storage.sql.schema import (
+    accounts,
+    last_activity,
+    offline_messages,
+    private_storage,
+    roster_items,
+    roster_versions,
+    vcards,
+)
+
+
+def _owner(table: Table, username: str, domain: str):
+    return (table.c.domain == domain, table.c.username == username)
+
+
+def _lock_account(conn: Connection, username: str, domain: str) -> bool:
+    """Lock the user's account row until commit; False when there is no such account."""
+    query = (
+        select(accounts.c.username)
+        .where(*_owner(accounts, username, domain))
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE; a no-op on SQLite
+    )
+    return conn.execute(query).first() is not None
+
+
+def _require_account(conn: Connection, username: str, domain: str) -> None:
+    if not _lock_account(conn, username, domain):
+        raise NoSuchAccount(f"{username}@{domain}")
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read transaction whose statements all see one snapshot: SQLite under WAL gives that
+    already; PostgreSQL needs REPEATABLE READ (its default READ COMMITTED is per statement)."""
+    if engine.dialect.name != "postgresql":
+        with read_transaction(engine) as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
+
+
+def _upsert(conn: Connection, table: Table, key: dict, values: dict) -> None:
+    """Update the row with this key, or insert it. Callers hold the owner's lock, so no other
+    transaction can insert the same key in between."""
+    where = [table.c[name] == value for name, value in key.items()]
+    if conn.execute(update(table).where(*where).values(**values)).rowcount == 0:
+        conn.execute(insert(table).values(**key, **values))
+
+
+# --- rosters -------------------------------------------------------------------------------
+
+_items = roster_items.c
+_versions = roster_versions.c
+
+
+def _item_from_row(row) -> RosterItem:
+    return RosterItem(
+        jid=row.jid,
+        name=row.name,
+        subscription=row.subscription,
+        ask=bool(row.ask),
+        pending_in=bool(row.pending_in),
+        pending_in_stanza=row.pending_in_stanza,
+        approved=bool(row.approved),
+        groups=tuple(json.loads(row.groups)),
+    )
+
+
+def _item_values(item: RosterItem) -> dict:
+    return {
+        "name": item.name,
+        "subscription": item.subscription,
+        "ask": item.ask,
+        "pending_in": item.pending_in,
+        "pending_in_stanza": item.pending_in_stanza,
+        "approved": item.approved,
+        "groups": json.dumps(list(item.groups), ensure_ascii=False),
+    }
+
+
+def _read_version(conn: Connection, username: str, domain: str) -> int:
+    query = select(_versions.version).where(*_owner(roster_versions, username, domain))
+    return conn.scalar(query) or 0
+
+
+def _bump_version(conn: Connection, username: str, domain: str) -> str:
+    """Increment the roster's version (the caller holds the owner's lock); the new one."""
+    version = _read_version(conn, username, domain) + 1
+    _upsert(conn, roster_versions, {"domain": domain, "username": username}, {"version": version})
+    return str(version)
+
+
+class SqlRosterStore:
+    """RosterStore on a migrated engine. Items are sorted by jid in code-point order."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def items(self, username: str, domain: str) -> tuple[str, list[RosterItem]]:
+        with _snapshot(self._engine) as conn:
+            version = _read_version(conn, username, domain)
+            rows = conn.execute(select(roster_items).where(*_owner(roster_items, username, domain)))
+            items = [_item_from_row(row) for row in rows]
+        # Sorted here rather than by ORDER BY: PostgreSQL's collation is locale-dependent.
+        items.sort(key=lambda item: item.jid)
+        return str(version), items
+
+    def get(self, username: str, domain: str, contact: str) -> RosterItem | None:
+        query = select(roster_items).where(
+            *_owner(roster_items, username, domain), _items.jid == contact
+        )
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _item_from_row(row)
+
+    def put(self, username: str, domain: str, item: RosterItem) -> str:
+        item = checked_roster_item(item)
+        with write_transaction(self._engine) as conn:
+            _require_account(conn, username, domain)
+            _upsert(
+                conn,
+                roster_items,
+                {"domain": domain, "username": username, "jid": item.jid},
+                _item_values(item),
+            )
+            return _bump_version(conn, username, domain)
+
+    def delete(self, username: str, domain: str, contact: str) -> str | None:
+        with write_transaction(self._engine) as conn:
+            if not _lock_account(conn, username, domain):
+                return None
+            result = conn.execute(
+                delete(roster_items).where(
+                    *_owner(roster_items, username, domain), _items.jid == contact
+                )
+            )
+            if result.rowcount == 0:
+                return None
+            return _bump_version(conn, username, domain)
+
+    def version(self, username: str, domain: str) -> str:
+        with read_transaction(self._engine) as conn:
+            return str(_read_version(conn, username, domain))
+
+    def count(self, username: str, domain: str) -> int:
+        query = (
+            select(func.count())
+            .select_from(roster_items)
+            .where(*_owner(roster_items, username, domain))
+        )
+        with read_transaction(self._engine) as conn:
+            return conn.scalar(query)
+
+
+# --- offline messages ----------------------------------------------------------------------
+
+_offline = offline_messages.c
+
+
+def _count_offline(conn: Connection, username: str, domain: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(offline_messages)
+        .where(*_owner(offline_messages, username, domain))
+    )
+    return conn.scalar(query)
+
+
+class SqlOfflineStore:
+    """OfflineStore on a migrated engine. The limit check and the insert share one write
+    transaction under the owner's lock, so concurrent pushes never exceed the limit."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def push(self, username: str, domain: str, stanza: str, limit: int) -> bool:
+        """False too when the user has no account."""
+        with write_transaction(self._engine) as conn:
+            if not _lock_account(conn, username, domain):
+                return False
+            if _count_offline(conn, username, domain) >= limit:
+                return False
+            conn.execute(
+                insert(offline_messages).values(
+                    domain=domain, username=username, stanza=stanza, stored_at=datetime.now(UTC)
+                )
+            )
+            return True
+
+    def count(self, username: str, domain: str) -> int:
+        with read_transaction(self._engine) as conn:
+            return _count_offline(conn, username, domain)
+
+    def pop_all(self, username: str, domain: str) -> list[str]:
+        with write_transaction(self._engine) as conn:
+            if not _lock_account(conn, username, domain):
+                return []
+            rows = conn.execute(
+                select(_offline.id, _offline.stanza)
+                .where(*_owner(offline_messages, username, domain))
+                .order_by(_offline.id)
+            ).all()
+            if rows:
+                # Up to the last one read, so nothing arriving meanwhile could be lost.
+                conn.execute(
+                    delete(offline_messages).where(
+                        *_owner(offline_messages, username, domain), _offline.id <= rows[-1].id
+                    )
+                )
+        return [row.stanza for row in rows]
+
+
+# --- vCards, private XML, last activity ----------------------------------------------------
+
+
+class SqlVCardStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, username: str, domain: str) -> str | None:
+        query = select(vcards.c.xml).where(*_owner(vcards, username, domain))
+        with read_transaction(self._engine) as conn:
+            return conn.scalar(query)
+
+    def set(self, username: str, domain: str, vcard: str | None) -> None:
+        """Raises NoSuchAccount when storing (not when deleting) for a user with no account."""
+        with write_transaction(self._engine) as conn:
+            if vcard is None:
+                conn.execute(delete(vcards).where(*_owner(vcards, username, domain)))
+                return
+            _require_account(conn, username, domain)
+            _upsert(conn, vcards, {"domain": domain, "username": username}, {"xml": vcard})
+
+
+class SqlPrivateStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, username: str, domain: str, key: str) -> str | None:
+        query = select(private_storage.c.xml).where(
+            *_owner(private_storage, username, domain), private_storage.c.key == key
+        )
+        with read_transaction(self._engine) as conn:
+            return conn.scalar(query)
+
+    def set(self, username: str, domain: str, key: str, xml: str) -> None:
+        """Raises NoSuchAccount."""
+        with write_transaction(self._engine) as conn:
+            _require_account(conn, username, domain)
+            _upsert(
+                conn,
+                private_storage,
+                {"domain": domain, "username": username, "key": key},
+                {"xml": xml},
+            )
+
+
+class SqlLastActivityStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, username: str, domain: str) -> tuple[float, str] | None:
+        query = select(last_activity.c.stamp, last_activity.c.status).where(
+            *_owner(last_activity, username, domain)
+        )
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (float(row.stamp), row.status)
+
+    def set(self, username: str, domain: str, stamp: float, status: str) -> None:
+        """Raises NoSuchAccount."""
+        with write_transaction(self._engine) as conn:
+            _require_account(conn, username, domain)
+            _upsert(
+                conn,
+                last_activity,
+                {"domain": domain, "username": username},
+                {"stamp": stamp, "status": status},
+            )
