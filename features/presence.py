@@ -101,9 +101,13 @@ def broadcast(presence: etree._Element, data: Any) -> tuple[Any, list]:
     if initial:
         actions += [Route(_probe(bare, contact)) for contact in sorted(state.pres_to)]
         actions.append(RoutePresencesOf(bare, str(data.jid), except_jid=data.jid))
-        actions += [Send(etree.fromstring(xml)) for xml in state.pending_requests]
-        if priority >= 0:
-            actions.append(Query(take_offline, (data.user, data.domain), offline_in))
+        # §3.1.3: requests still unanswered, read now: the copy taken with the roster may
+        # miss one that came since, or hold one answered since.
+        actions.append(Query(load_requests, (data.user, data.domain), requests_in))
+    if available and priority >= 0 and (initial or data.priority < 0):
+        # XEP-0160 §3: stored messages go to the resource that next sends non-negative
+        # available presence, initial or raised from a negative priority.
+        actions.append(Query(take_offline, (data.user, data.domain), offline_in))
     if not available:
         status = presence.findtext(q(ns.CLIENT, "status")) or ""
         actions.append(
@@ -257,6 +261,17 @@ def inbound_subscription(storage: Any, user: JID, sender: JID, stanza: etree._El
 
 
 # --- small helpers -------------------------------------------------------------------------------
+
+
+def load_requests(storage: Any, username: str, domain: str) -> list[str]:
+    _version, items = storage.rosters.items(username, domain)
+    return [item.pending_in_stanza for item in items if item.pending_in_stanza]
+
+
+def requests_in(stored: Any, data: Any) -> tuple[Any, list]:
+    if isinstance(stored, Exception):
+        return data, []
+    return data, [Send(etree.fromstring(xml)) for xml in stored]
 
 
 def take_offline(storage: Any, username: str, domain: str) -> list[str]:

@@ -34,7 +34,8 @@ class Registry:
 
         self.settings = settings if settings is not None else Settings()
         self._iq: dict[tuple[str, str, str], Handler] = {}
-        self.disco_features: set[str] = set()
+        self.disco_features: set[str] = set()  # the server's disco#info features
+        self.account_features: set[str] = set()  # what it answers for an account's bare JID
         self._stream_features: list[Callable[[Any], list[etree._Element]]] = []
         self._on_deliver: list[Callable] = []
         self._session_end: list[Callable] = []
@@ -57,7 +58,10 @@ class Registry:
         for value in vars(module).values():
             for kind, namespace, to in getattr(value, "xmppd_iq", ()):
                 self._iq[(kind, namespace, to)] = value
-                self.disco_features.add(namespace)
+                if to in ("server", "any"):
+                    self.disco_features.add(namespace)
+                if to in ("account", "any"):
+                    self.account_features.add(namespace)
         self.disco_features.update(getattr(module, "DISCO_FEATURES", ()))
         if hasattr(module, "stream_features"):
             self._stream_features.append(module.stream_features)

@@ -22,10 +22,16 @@ from xmpp.ns import q
 NS = rx.NS
 PRESENCE = q(ns.CLIENT, "presence")
 ROSTERVER = "urn:xmpp:features:rosterver"
+PREAPPROVAL = "urn:xmpp:features:pre-approval"
 
 
 def stream_features(data: Any) -> list[etree._Element]:
-    return [etree.Element(f"{{{ROSTERVER}}}ver", nsmap={None: ROSTERVER})]
+    """Roster versioning (§2.6.1) and subscription pre-approval (§3.4.1, which a server that
+    supports pre-approvals MUST advertise)."""
+    return [
+        etree.Element(f"{{{ROSTERVER}}}ver", nsmap={None: ROSTERVER}),
+        etree.Element(f"{{{PREAPPROVAL}}}sub", nsmap={None: PREAPPROVAL}),
+    ]
 
 
 def _own_roster(iq: etree._Element, data: Any) -> bool:
