@@ -1,0 +1,55 @@
+"""A small run of the load generator (bench/) against a real node, so the tool keeps working.
+Only that it logs in and counts messages with nothing lost is checked: timing never is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from bench import worker
+from bench.report import markdown
+from bench.servers import ROOT, accounts
+
+USERS = accounts(4)
+
+
+def _job(server, scenario: str, **extra) -> dict:
+    return {
+        "scenario": scenario,
+        "host": "127.0.0.1",
+        "port": server.starttls_port,
+        "domain": "localhost",
+        "users": USERS,
+        **extra,
+    }
+
+
+def test_login_storm_logs_in(server, run):
+    server.add_users(**dict(USERS))
+    results = []
+    for mechanism in ("SCRAM-SHA-1", "PLAIN"):
+        job = _job(server, "login", mechanism=mechanism, concurrency=2, duration=0.5, warmup=0.1)
+        result = run(worker.login_storm(job))
+        assert result["logins"] > 0, result
+        assert result["errors"] == 0, result
+        results.append({"server": "xmppd", **result})
+    table = markdown({"servers": {"xmppd": {}}, "results": results})
+    assert "logins/s" in table
+
+
+def test_message_flood_counts_every_message(server, tmp_path):
+    """Runs the generator as the benchmark does: a separate process given a job file."""
+    server.add_users(**dict(USERS))
+    job = _job(server, "flood", pairs=2, window=5, duration=0.5, warmup=0.1, drain=5)
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.worker", str(path)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["delivered"] > 0, result
+    assert result["sent"] == result["received"], result
+    assert result["lost"] == 0 and result["gaps"] == 0, result
