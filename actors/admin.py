@@ -99,6 +99,23 @@ class AdminServer:
         actor.actor_ref.tell(Kick(condition, "kicked by the administrator"))
         return {"kicked": actor.id}
 
+    def cmd_trace(self, id: str, action: str = "start", secrets: bool | None = None) -> dict:
+        """Start (with a snapshot of the machine) or stop tracing one session."""
+        actor = self._find(id)
+        if action == "stop":
+            if actor.trace is None:
+                raise AdminError(f"session {actor.id} is not being traced")
+            path = actor.trace.path
+            actor.stop_trace()
+            return {"stopped": actor.id, "file": str(path)}
+        if action != "start":
+            raise AdminError(f"trace {action!r}: want start or stop")
+        actor.stop_trace("replaced")
+        directory = self.node.trace_dir or self.node.config.server.data_dir / "traces"
+        tracer = self.node.tracer(actor.data, directory, secrets)
+        actor.start_trace(tracer, snapshot=True)
+        return {"tracing": actor.id, "file": str(tracer.path)}
+
     def cmd_crash(self, id: str) -> dict:
         if not self.node.test_hooks:
             raise AdminError("test hooks are off (start the node with XMPPD_TEST_HOOKS=1)")
@@ -113,4 +130,7 @@ class AdminServer:
         for candidate in list(self.node.actors.values()):
             if candidate.data.jid is not None and str(candidate.data.jid) == ident:
                 return candidate
-        raise AdminError(f"no session {ident!r} (give a connection id or a full JID)")
+        for candidate in list(self.node.actors.values()):
+            if candidate.data.stream_id == ident:
+                return candidate
+        raise AdminError(f"no session {ident!r} (give a connection id, full JID or stream id)")

@@ -52,7 +52,7 @@ RING = 50
 class C2SActor(RunQueueActor):
     """No protocol decisions here: every `if` about XMPP belongs to fsm/c2s.py."""
 
-    def __init__(self, node: Node, conn: Connection, data: C2S) -> None:
+    def __init__(self, node: Node, conn: Connection, data: C2S, trace: Any = None) -> None:
         super().__init__()
         self.node = node
         self.conn = conn
@@ -61,6 +61,10 @@ class C2SActor(RunQueueActor):
         self.state_since = time.time()
         self.transitions: deque = deque(maxlen=RING)
         self.timers: dict[str, Any] = {}
+        self.trace: Any = None  # an actors.trace.Tracer while the session is traced
+        if trace is not None:
+            self.data = trace.wrap(data)
+            self.trace = conn.trace = trace
         node.actors[data.conn_id] = self
 
     # --- the machine -------------------------------------------------------------------------
@@ -68,11 +72,15 @@ class C2SActor(RunQueueActor):
     def on_start(self) -> None:
         transition = c2s.init(self.data)
         self.data = transition.data
+        if self.trace is not None:
+            self.trace.init(transition.state, transition.actions)
         self._perform(transition.actions)
 
     def on_receive(self, event: Any) -> None:
         if isinstance(event, TestCrash):
             raise RuntimeError("test-only crash requested through the admin socket")
+        if self.trace is not None:
+            return self._traced(event)
         before = self.state
         state, self.data, actions = c2s.step(before, event, self.data)
         now = time.time()
@@ -83,6 +91,32 @@ class C2SActor(RunQueueActor):
             who = self.data.jid or self.data.user or "-"
             log.debug("[%s] %s %s --%s--> %s", self.id, who, before, type(event).__name__, state)
         self._perform(actions)
+
+    def _traced(self, event: Any) -> None:
+        """on_receive, writing the event, the transition and its actions to the trace."""
+        before, trace = self.state, self.trace
+        trace.event(event)
+        state, self.data, actions = c2s.step(before, event, self.data)
+        now = time.time()
+        self.transitions.append((before, type(event).__name__, state, now))
+        if state != before:
+            self.state, self.state_since = state, now
+        trace.transition(before, event, state, self.data, actions)
+        self._perform(actions)
+
+    def start_trace(self, tracer: Any, snapshot: bool) -> None:
+        """Trace from now on; `snapshot` first records where the machine stands."""
+        self.stop_trace("replaced")  # (the caller normally did, before making `tracer`)
+        if snapshot:
+            tracer.snapshot(self.state, self.data)
+        self.data = tracer.wrap(self.data)
+        self.trace = self.conn.trace = tracer
+
+    def stop_trace(self, reason: str = "stopped") -> None:
+        if self.trace is not None:
+            self.data = self.trace.unwrap(self.data)
+            self.trace.close(reason)
+            self.trace = self.conn.trace = None
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
         """The supervisor's clean end for a crashed session: tell the client, free the
@@ -99,9 +133,13 @@ class C2SActor(RunQueueActor):
         self.conn.write(serialize_error("internal-server-error"))
         self.conn.write(STREAM_CLOSE)
         self.conn.close()
+        if self.trace is not None:
+            self.trace.close(f"crashed: {exc!r}")
 
     def on_stop(self) -> None:
         self._cancel_timers()
+        if self.trace is not None:
+            self.trace.close(self.state)
 
     @property
     def id(self) -> str:

@@ -30,7 +30,7 @@ class Connection(asyncio.Protocol):
         "max_stanza_bytes", "rate", "tokens", "last_refill", "last_input", "parser", "_ssl",
         "_in", "_out", "_handshaking", "_pending", "_flush_scheduled", "_closing", "paused",
         "_on_close", "_loop", "tls_version", "_close_after_handshake", "burst", "_held",
-        "max_send_bytes",
+        "max_send_bytes", "trace",
     )  # fmt: skip
 
     def __init__(
@@ -73,6 +73,7 @@ class Connection(asyncio.Protocol):
         self.certs: Any = None  # actors.node.TLSCertificates, taken when TLS starts
         self.tls_version: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.trace: Any = None  # the session's actors.trace.Tracer while it is traced
 
     # --- asyncio callbacks -------------------------------------------------------------------
 
@@ -117,6 +118,8 @@ class Connection(asyncio.Protocol):
     # --- input -------------------------------------------------------------------------------
 
     def _parse(self, data: bytes) -> None:
+        if self.trace is not None:
+            self.trace.input(data)
         tell = self.actor.tell
         try:
             for event in self.parser.feed(data):
@@ -247,6 +250,8 @@ class Connection(asyncio.Protocol):
         """Queue bytes; everything queued in one loop iteration goes out in one write."""
         if self._closing:
             return
+        if self.trace is not None:
+            self.trace.output(data)
         self._pending.append(data)
         self._schedule_flush()
 

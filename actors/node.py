@@ -63,7 +63,15 @@ class TLSCertificates:
 
 
 class Node:
-    def __init__(self, config: Any, storage: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        config: Any,
+        storage: Any,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        trace_dir: Any = None,
+        trace_secrets: bool = False,
+    ) -> None:
         from features.registry import Registry
 
         self.config = config
@@ -91,6 +99,9 @@ class Node:
             ThreadPoolExecutor(1, thread_name_prefix=f"xmppd-lane{i}") for i in range(LANES)
         ]
         self._refused = 0
+        # `xmppd serve --trace DIR`: every session writes DIR/<connection id>.trace.
+        self.trace_dir = trace_dir
+        self.trace_secrets = trace_secrets
 
     def _settings(self) -> Any:
         from features.im import Settings
@@ -174,6 +185,7 @@ class Node:
             auth_timeout=limits.auth_timeout,
             ping_timeout=limits.ping_timeout,
             fake_salt_secret=self.fake_salt_secret,
+            insecure_any_password=self.config.testing.any_password,  # loopback only (config)
         )
 
     def _accept(self, conn: Connection, c2s_config: C2SConfig) -> Any:
@@ -193,7 +205,8 @@ class Node:
             peer=conn.peer,
             tls=None,
         )
-        ref = self.scheduler.start(C2SActor, self, conn, data)
+        trace = self.tracer(data) if self.trace_dir is not None else None
+        ref = self.scheduler.start(C2SActor, self, conn, data, trace)
         ip = conn.peer.rsplit(":", 1)[0]
         self.per_ip[ip] += 1
         limits = self.config.limits
@@ -202,6 +215,21 @@ class Node:
             ref.tell(Kick("policy-violation", "too many connections from your address"))
         log.debug("[%s] accepted from %s", conn.conn_id, conn.peer)
         return ref
+
+    def tracer(self, data: C2S, directory: Any = None, secrets: bool | None = None) -> Any:
+        """A trace file for the session whose data this is (docs/traces.md)."""
+        from pathlib import Path
+
+        from actors.trace import Tracer
+
+        directory = Path(directory or self.trace_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        secrets = self.trace_secrets if secrets is None else secrets
+        path, n = directory / f"{data.conn_id}.trace", 1
+        while path.exists():  # traced again after `trace stop`: a new file
+            n += 1
+            path = directory / f"{data.conn_id}.{n}.trace"
+        return Tracer(path, data, secrets=secrets, settings=self.features.settings)
 
     def _forget(self, conn: Connection) -> None:
         if self.actors.pop(conn.conn_id, None) is not None:
@@ -315,9 +343,10 @@ class Node:
 
 def feature_modules() -> list:
     """Every feature this node serves; disco#info lists what they register."""
-    from features import disco, offline, ping, presence, roster
+    from features import disco, last, offline, ping, presence, private, roster, vcard, version
+    from features import time as entity_time
 
-    return [ping, disco, roster, presence, offline]
+    return [ping, disco, roster, presence, offline, vcard, private, version, entity_time, last]
 
 
 # Descriptors kept back from connections: listeners, the database, the admin socket, log files,

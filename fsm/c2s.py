@@ -365,13 +365,14 @@ def sasl_auth(el: etree._Element, data: C2S) -> Transition:
         return sasl_fail(data, "encryption-required", "use STARTTLS first")
     name = el.get("mechanism") or ""
     offered = offered_mechanisms(data)
-    if name not in offered:
+    scripted = data.config.replay_sasl(name, data) if data.config.replay_sasl else None
+    if name not in offered and scripted is None:
         return sasl_fail(data, "invalid-mechanism")
     try:
         payload = x.sasl_payload(el)
     except x.BadEncoding:
         return sasl_fail(data, "incorrect-encoding")
-    mechanism = sasl.make_mechanism(
+    mechanism = scripted or sasl.make_mechanism(
         name,
         domain=data.domain,
         nonce=data.env.random.nonce() if name.startswith("SCRAM") else "",

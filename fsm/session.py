@@ -29,6 +29,10 @@ class C2SConfig:
     fake_salt_secret: bytes = b""
     # Test-only: any password logs in. Refused by xmppd/ on non-loopback listeners.
     insecure_any_password: bool = False
+    # Test-only, set by xmppd/replay alone (no configuration file reaches it): builds the SASL
+    # mechanism that plays a log's recorded outcome, for logs without passwords or secrets.
+    # Called as replay_sasl(mechanism_name, data); None means "not scripted".
+    replay_sasl: Callable[[str, Any], Any] | None = None
 
     @property
     def tls_required(self) -> bool:

@@ -33,16 +33,28 @@ def main(argv: list[str] | None = None) -> int:
         help="where the database, certificates and "
         "admin socket live (default $XDG_DATA_HOME/xmppd)",
     )
+    serve.add_argument(
+        "--trace",
+        type=Path,
+        metavar="DIR",
+        help="write a trace of every session to DIR/<connection id>.trace (docs/traces.md)",
+    )
+    serve.add_argument(
+        "--trace-secrets",
+        action="store_true",
+        help="traces also record passwords, SASL payloads and stored credentials (for byte-exact "
+        "replays of SCRAM); keep such traces private",
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.data_dir)
-        return serve_forever(config)
+        return serve_forever(config, args.trace, args.trace_secrets)
     except (ConfigError, StartupError) as exc:
         print(f"xmppd: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
 
 
-def serve_forever(config: Config) -> int:
+def serve_forever(config: Config, trace: Path | None = None, trace_secrets: bool = False) -> int:
     setup_logging(config.server.log_level, config.server.log_format)
     prepare_data_dir(config)
     limit = raise_file_limit()
@@ -59,19 +71,28 @@ def serve_forever(config: Config) -> int:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_serve(config, loop))
+        return loop.run_until_complete(_serve(config, loop, trace, trace_secrets))
     finally:
         loop.close()
 
 
-async def _serve(config: Config, loop: asyncio.AbstractEventLoop) -> int:
+async def _serve(
+    config: Config,
+    loop: asyncio.AbstractEventLoop,
+    trace: Path | None = None,
+    trace_secrets: bool = False,
+) -> int:
     from actors.admin import AdminServer
     from actors.node import Node
     from storage.open import open_storage
 
     check_admin_socket(config.server.admin_socket)
     storage = open_storage(config.server.storage)
-    node = Node(config, storage, loop)
+    node = Node(config, storage, loop, trace_dir=trace, trace_secrets=trace_secrets)
+    if trace is not None:
+        logging.getLogger("xmppd").info(
+            "tracing every session to %s%s", trace, " (with secrets)" if trace_secrets else ""
+        )
     try:
         await node.start()
     except OSError as exc:
@@ -156,6 +177,8 @@ def announce(config: Config) -> None:
         f"add a user:     {ctl} user add alice@{first}",
         f"see sessions:   {ctl} sessions",
     ]
+    if config.testing.any_password:
+        lines.append("TEST MODE: [testing] any_password = true: any password logs in")
     print("\n".join(lines), flush=True)
 
 

@@ -173,12 +173,21 @@ class SaslConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TestingConfig:
+    """Test-only switches, refused unless every listener is on loopback."""
+
+    # Any password logs in, for any account name (Prosody's scansion scripts assume this).
+    any_password: bool = setting(False, boolean)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig
     hosts: tuple[HostConfig, ...]  # in file order; the first is the default domain
     listeners: tuple[ListenerConfig, ...]
     limits: LimitsConfig = LimitsConfig()
     sasl: SaslConfig = SaslConfig()
+    testing: TestingConfig = TestingConfig()
     source: Path | None = None  # the file this was loaded from
 
     def host(self, name: str) -> HostConfig | None:
@@ -202,7 +211,7 @@ def load_config(path: Path | None, data_dir: Path | None = None) -> Config:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from e
         base = Path(path).absolute().parent
-    top = _table(raw, "", ("server", "hosts", "listeners", "limits", "sasl"))
+    top = _table(raw, "", ("server", "hosts", "listeners", "limits", "sasl", "testing"))
 
     server = _values(ServerConfig, top.get("server", {}), "server")
     if data_dir is not None:
@@ -213,11 +222,15 @@ def load_config(path: Path | None, data_dir: Path | None = None) -> Config:
     server["admin_socket"] = base / server.get("admin_socket", root / "admin.sock")
 
     hosts = top.get("hosts", {"localhost": {}})
-    listeners = top.get("listeners", [{"tls": "starttls"}, {"tls": "direct"}])
+    listeners = _listeners(top.get("listeners", [{"tls": "starttls"}, {"tls": "direct"}]))
+    testing = TestingConfig(**_values(TestingConfig, top.get("testing", {}), "testing"))
+    if testing.any_password:
+        _loopback_only(listeners)
     return Config(
         server=ServerConfig(**server),
         hosts=_hosts(_table(hosts, "hosts"), base, root),
-        listeners=_listeners(listeners),
+        listeners=listeners,
+        testing=testing,
         limits=LimitsConfig(**_values(LimitsConfig, top.get("limits", {}), "limits")),
         sasl=SaslConfig(**_values(SaslConfig, top.get("sasl", {}), "sasl")),
         source=None if path is None else Path(path).absolute(),
@@ -270,6 +283,22 @@ def _listeners(raw: Any) -> tuple[ListenerConfig, ...]:
                 raise _fail(f"listeners[{i}]", f"{where} is already used by listeners[{j}]")
         listeners.append(listener)
     return tuple(listeners)
+
+
+def _loopback_only(listeners: tuple[ListenerConfig, ...]) -> None:
+    import ipaddress
+
+    for i, listener in enumerate(listeners):
+        try:
+            loopback = ipaddress.ip_address(listener.address).is_loopback
+        except ValueError:
+            loopback = listener.address == "localhost"
+        if not loopback:
+            raise _fail(
+                "testing.any_password",
+                f"refused: it lets anyone log in with any password, and listeners[{i}] "
+                f"listens on {listener.address}, not on loopback (test-only setting)",
+            )
 
 
 def _values(cls: type, raw: Any, where: str) -> dict[str, Any]:

@@ -177,6 +177,27 @@ def status(config: Config, args: argparse.Namespace) -> Any:
     return admin(config, "status")
 
 
+@dataclass(frozen=True)
+class Exit:
+    """A command's printed answer with its own exit status (replay: 0, 1 or 2)."""
+
+    text: str
+    code: int
+
+
+def trace(config: Config, args: argparse.Namespace) -> str:
+    answer = admin(config, "trace", id=args.id, action=args.action)
+    if args.action == "stop":
+        return f"stopped tracing {answer['stopped']}: {answer['file']}"
+    return f"tracing {answer['tracing']} to {answer['file']}"
+
+
+def replay(config: Config, args: argparse.Namespace) -> Exit:
+    from xmppd.replay.command import run
+
+    return Exit(*run(args))
+
+
 JID_ARG = Arg(("jid",), {"metavar": "JID", "help": "the account, user@domain"})
 PASSWORD = Arg(("--password",), {"metavar": "P", "help": "the password (else asked for)"})
 JSON = Arg(("--json",), {"action": "store_true", "help": "print JSON"})
@@ -207,6 +228,29 @@ COMMANDS = (
     Command(("session",), "one connection with its last transitions", session, (ID, JSON)),
     Command(("kick",), "close a session with a stream error", kick, (ID,)),
     Command(("status",), "the running node in brief", status, (JSON,)),
+    Command(
+        ("trace",),
+        "start (with a snapshot) or stop tracing one session (docs/traces.md)",
+        trace,
+        (
+            Arg(("action",), {"choices": ("start", "stop")}),
+            Arg(("id",), {"metavar": "ID", "help": "connection id, full JID or stream id"}),
+        ),
+    ),
+    Command(
+        ("replay",),
+        "replay a trace or a captured log into the c2s machine (exit 0 match, 1 not, 2 unusable)",
+        replay,
+        (
+            Arg(("file",), {"metavar": "FILE", "help": "an xmppd trace (file or folder) or a log"}),
+            Arg(("--until",), {"type": int, "metavar": "N", "help": "replay the first N steps"}),
+            Arg(("--show",), {"choices": ("states", "xml", "diff")}),
+            Arg(("--live",), {"metavar": "HOST:PORT", "help": "play it against a running server"}),
+            Arg(("--domain-map",), {"action": "append", "metavar": "OLD=NEW"}),
+            Arg(("--account",), {"action": "append", "metavar": "JID=PASSWORD"}),
+            Arg(("--insecure",), {"action": "store_true", "help": "any certificate (--live)"}),
+        ),
+    ),
 )
 
 
@@ -239,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    if isinstance(result, Exit):
+        print(result.text, file=sys.stderr if result.code == 2 else sys.stdout)
+        return result.code
     show(result, getattr(args, "json", False), args.command)
     return 0
 

@@ -76,10 +76,15 @@ async def connect(
     mechanism: str | None = None,
     tls12: bool = False,
     timeout: float = 15,
+    plugins: tuple[str, ...] = (),
 ) -> Client:
-    """A client that tried to log in: `await client.started` is True once the session is up."""
+    """A client that tried to log in: `await client.started` is True once the session is up.
+    `plugins` are slixmpp plugins registered before connecting (those that read the stream
+    features, like xep_0115, must be)."""
     jid = f"{user}@{server.domain}" + (f"/{resource}" if resource else "")
     client = Client(jid, password if password is not None else server.passwords[user], mechanism)
+    for plugin in plugins:
+        client.register_plugin(plugin)
     client.ssl_context = client_context(server, tls12)
     client.enable_direct_tls = direct
     client.enable_starttls = not direct

@@ -16,6 +16,8 @@ from fsm.core import (
     LoadCredentials,
     OpenSession,
     PasswordChecked,
+    Query,
+    QueryDone,
     RestartStream,
     Route,
     Send,
@@ -243,7 +245,8 @@ def test_header_after_authentication_offers_bind_and_optional_session():
     actions = m(header())
     assert m.state == "wait_for_bind"
     features = only(actions)
-    assert feature_names(features) == [(ns.BIND, "bind"), (ns.SESSION, "session")]
+    # then what the features add: here disco's entity capabilities (XEP-0115)
+    assert feature_names(features) == [(ns.BIND, "bind"), (ns.SESSION, "session"), (ns.CAPS, "c")]
     assert children(features[1]) == [(ns.SESSION, "optional")]
 
 
@@ -1026,9 +1029,11 @@ def test_iq_result_to_another_entity_is_routed():
 
 def test_ping_to_a_bare_jid_is_answered_by_the_server_on_its_behalf():
     m = established()
-    reply = only(
-        m(element(f"<iq type='get' id='p2' to='bob@localhost'><ping xmlns='{ns.PING}'/></iq>"))
+    (query,) = m(
+        element(f"<iq type='get' id='p2' to='bob@localhost'><ping xmlns='{ns.PING}'/></iq>")
     )
+    assert isinstance(query, Query) and query.args == ("bob", "localhost")  # is bob an account?
+    reply = only(m(QueryDone(query.then, True)))
     assert reply.get("type") == "result" and reply.get("from") == "bob@localhost"
 
 
