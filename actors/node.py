@@ -229,7 +229,8 @@ class Node:
         while path.exists():  # traced again after `trace stop`: a new file
             n += 1
             path = directory / f"{data.conn_id}.{n}.trace"
-        return Tracer(path, data, secrets=secrets, settings=self.features.settings)
+        limits = {"max_stanza_bytes": self.config.limits.max_stanza_bytes}
+        return Tracer(path, data, secrets=secrets, settings=self.features.settings, limits=limits)
 
     def _forget(self, conn: Connection) -> None:
         if self.actors.pop(conn.conn_id, None) is not None:

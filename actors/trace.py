@@ -59,7 +59,15 @@ class Tracer:
     """Writes one session's trace. `secrets`: record SASL payloads, passwords, credentials
     and channel bindings (needed for a byte-exact SCRAM replay)."""
 
-    def __init__(self, path: Path, data: C2S, *, secrets: bool, settings: Any = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        data: C2S,
+        *,
+        secrets: bool,
+        settings: Any = None,
+        limits: dict[str, int] | None = None,
+    ) -> None:
         self.path = path
         self.secrets = secrets
         self.started = time.time()
@@ -73,6 +81,8 @@ class Tracer:
             "secrets": secrets,
             "config": _config(data, secrets),
             "settings": tf.encode(settings) if settings is not None else None,
+            # what the connection's parser enforces (max_stanza_bytes): a replay's parser must too
+            "limits": limits or {},
         }
         self.file.write(f"{tf.MAGIC}\n@ {json.dumps(header, ensure_ascii=False)}\n")
 

@@ -12,10 +12,18 @@ from fsm import core
 from fsm import tracefmt as tf
 from fsm.session import C2SConfig, Env, TLSInfo
 from xmpp import sasl
+from xmpp.stream import StreamParser
 from xmppd.replay import compare as cmp
 from xmppd.replay.report import ClientReport, Pair, Report
 from xmppd.replay.script import Script, UnusableLog
-from xmppd.replay.world import Machine, ReplayClock, ReplayRandom, ScriptedSasl, World
+from xmppd.replay.world import (
+    OPEN_STREAM,
+    Machine,
+    ReplayClock,
+    ReplayRandom,
+    ScriptedSasl,
+    World,
+)
 
 
 class Diverged(Exception):
@@ -72,6 +80,8 @@ def _drive(world: World, m: Machine, rec: dict, sends: list, events: list) -> No
     parsed: deque = deque()
     fed = 0
     redacted = not rec["secrets"]
+    limit = (rec["header"].get("limits") or {}).get("max_stanza_bytes")
+    ours = None  # the parser made with the recorded limit
     for entry in events:
         name = entry["name"]
         if name in tf.PARSER_EVENTS:
@@ -82,6 +92,8 @@ def _drive(world: World, m: Machine, rec: dict, sends: list, events: list) -> No
                 data = tf.unescape(sends[fed].xml)
                 if redacted:
                     data = data.replace(tf.REDACTED.encode(), b"=")
+                if limit is not None and m.parser is not ours:
+                    ours = m.parser = _sized_parser(m, limit, first=ours is None)
                 parsed.extend(m.parser.feed(data))
                 fed += 1
             event = parsed.popleft()
@@ -91,6 +103,17 @@ def _drive(world: World, m: Machine, rec: dict, sends: list, events: list) -> No
         else:
             event = _rebuild(entry, m, redacted)
         world.step(m, event)
+
+
+def _sized_parser(m: Machine, limit: int, *, first: bool) -> StreamParser:
+    """The world makes each new parser (at the start, after STARTTLS and SASL) with the default
+    size limit; the connection that was traced enforced the node's `max_stanza_bytes`, so a
+    stanza over it must break the replayed stream too. Only a parser nothing was fed to is
+    replaced (at a snapshot, the one the world gave the open stream header)."""
+    parser = StreamParser(limit)
+    if first and m.data.header_sent:
+        parser.feed(OPEN_STREAM)
+    return parser
 
 
 def _rebuild(entry: dict, m: Machine, redacted: bool) -> Any:
