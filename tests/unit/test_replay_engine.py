@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from lxml import etree
 
@@ -125,3 +127,88 @@ def test_a_log_that_starts_after_login_and_a_wrong_answer_fails():
     text = report.render("diff")
     assert "iq/@type: the log has 'error', xmppd sent 'result'" in text
     assert report.clients[0].pairs[0].outcome.ok
+
+
+# --- the ejabberd seeds replayed into xmppd (issue 7's acceptance) ----------------------------
+
+SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
+needs_seeds = pytest.mark.skipif(not SEEDS.is_dir(), reason="../shared/seeds is not present")
+
+LOGIN_AFTER_TLS = [
+    "wait_for_stream",
+    "wait_for_feature_request",
+    "wait_for_stream",  # STARTTLS: the stream restarts
+    "wait_for_feature_request",
+]
+BOUND = ["wait_for_stream", "wait_for_bind", "wait_for_session", "session_established"]
+
+
+def _tolerated_kinds(report) -> set[str]:
+    return {t.split(":")[0].split("/")[0] for c in report.clients for t in c.tolerated()}
+
+
+@needs_seeds
+def test_ejabberd_digest_md5_seed_replays_through_session_on_the_recorded_outcome():
+    from xmppd.replay.run import load
+
+    report = replay(load(SEEDS / "ejabberd-c2s-fsm-login.txt"), Options())
+    assert report.ok, report.render("diff")
+    (client,) = report.clients
+    assert client.states == [*LOGIN_AFTER_TLS, "wait_for_sasl_response", *BOUND]
+    notes = "\n".join(report.notes)
+    assert "authentication (DIGEST-MD5) ran on the recorded outcome" in notes
+    assert "answered as 'kinglong'" in notes  # the world serves the log's domain
+    assert "STARTTLS offered, not required" in notes
+    tolerated = "\n".join(client.tolerated())
+    for documented in ("stream id is random", "mechanisms", "compression", "iq-auth",
+                       "'to' of a stanza", "echoing the request's empty payload"):  # fmt: skip
+        assert documented in tolerated
+    assert "bind/jid" not in tolerated  # what both sides say is compared, not tolerated
+
+
+@needs_seeds
+def test_ejabberd_plain_tcp_seed_replays_through_session():
+    from xmppd.replay.run import load
+
+    report = replay(load(SEEDS / "ejabberd-login-tcp-and-bosh.txt"), Options())
+    assert report.ok, report.render("diff")
+    (client,) = report.clients
+    assert client.states == [*LOGIN_AFTER_TLS, *BOUND]
+    assert any("authentication (PLAIN) ran on the recorded outcome" in n for n in report.notes)
+    assert "features/c/@node" in "\n".join(client.tolerated())
+
+
+@needs_seeds
+def test_seed_without_tolerances_is_a_mismatch():
+    """The tolerances are what makes the seeds match: declared, never silent."""
+    from xmppd.replay.run import load
+
+    script = load(SEEDS / "ejabberd-c2s-fsm-login.txt")
+    script.header["tolerate"] = ["stream-id", "features", "header-attrs", "caps"]
+    report = replay(script, Options())
+    assert not report.ok
+    problems = "\n".join(p for c in report.clients for pr in c.pairs for p in pr.outcome.problems)
+    assert "iq/@to" in problems and "missing <session" in problems
+
+
+def test_starttls_as_the_log_has_it():
+    header = "<stream:stream xmlns='jabber:client' xmlns:stream='%s' to='localhost' version='1.0'>"
+    plain = transcript(
+        ("C", "send", header % cmp.STREAM_NS),
+        ("C", "recv", "<stream:stream from='localhost' id='x1' version='1.0'>"),
+    )
+    report = replay(plain, Options())
+    assert any("never negotiates TLS" in n for n in report.notes)
+    offered = report.clients[0].pairs[-1].actual  # past the log's end: the features
+    assert offered is not None and b"starttls" not in offered.raw.encode()
+    required = transcript(
+        ("C", "send", header % cmp.STREAM_NS),
+        ("C", "recv", "<stream:stream from='localhost' id='x1' version='1.0'>"),
+        (
+            "C",
+            "recv",
+            "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>"
+            "<required/></starttls></stream:features>",
+        ),  # fmt: skip
+    )
+    assert replay(required, Options()).ok

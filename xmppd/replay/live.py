@@ -133,7 +133,7 @@ def replay_live(script: Script, target: str, options: Any, *, insecure: bool) ->
         c.read()
     for name, c in clients.items():
         client = ClientReport(name)
-        client.pairs = pair_up(expected.get(name, []), c.items, policy)
+        client.pairs = pair_up(expected.get(name, []), c.items, policy)[0]
         report.clients.append(client)
         c.sock.close()
     return report
