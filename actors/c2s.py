@@ -145,6 +145,10 @@ class C2SActor(RunQueueActor):
     def id(self) -> str:
         return self.data.conn_id
 
+    def _account_key(self) -> str:
+        jid = self.data.jid
+        return str(jid.bare) if jid is not None else self.data.conn_id
+
     # --- carrying out actions ----------------------------------------------------------------
 
     def _perform(self, actions: list) -> None:
@@ -161,6 +165,7 @@ class C2SActor(RunQueueActor):
                         self.node.storage,
                         *args,
                         reply=lambda result, then=then: QueryDone(then, result),
+                        executor=self.node.lane(self._account_key()),
                     )
                 case DeliverToUser() | RoutePresencesOf():
                     self.node.perform([action])

@@ -277,22 +277,27 @@ class Node:
                 return
             self.loop.call_soon_threadsafe(self.perform, actions)
 
-        lane = self._lanes[hash(_bare_to(stanza)) % len(self._lanes)]
-        lane.submit(hook, self.storage, stanza).add_done_callback(done)
+        self.lane(_bare_to(stanza)).submit(hook, self.storage, stanza).add_done_callback(done)
+
+    def lane(self, bare_jid: str) -> ThreadPoolExecutor:
+        """The single thread that runs every storage change of one account, in order: its
+        sessions' queries and what the server does on its behalf never race each other."""
+        return self._lanes[hash(bare_jid) % len(self._lanes)]
 
     def perform(self, actions: list) -> None:
         for action in actions:
             match action:
                 case Route(stanza):
                     self.router.route(stanza)
-                case DeliverToUser(bare, stanza, interested_only, available_only, except_jid):
+                case DeliverToUser(bare, stanza, interested_only, available_only, except_jid, keep):
                     for entry in self.sessions.resources(bare):
                         if interested_only and not entry.interested:
                             continue
                         if available_only and not entry.available or entry.jid == except_jid:
                             continue
                         copy = deepcopy(stanza)
-                        copy.set("to", str(entry.jid))
+                        if not keep:
+                            copy.set("to", str(entry.jid))
                         _deliver(entry.handle, copy)
                 case RoutePresencesOf(bare, to, unavailable, otherwise, except_jid):
                     sent = False

