@@ -1,11 +1,12 @@
-"""Test-only: record traces of real slixmpp (and raw socket) sessions against xmppd, for
-tests/replays/. Run from the project root:
+"""Test-only: record traces of real slixmpp, Profanity and raw-socket sessions against xmppd,
+for tests/replays/. Run from the project root:
 
     .venv/bin/python tests/replays/record.py [--out tests/replays] [SCENARIO ...]
 
-It starts xmppd with `serve --trace DIR --trace-secrets` on free loopback ports, runs each
-scenario, and writes each session's trace as <scenario>.<n>.trace with a header saying what it is
-and which states the machine went through (the replay test checks both)."""
+For each scenario it starts a fresh xmppd with `serve --trace DIR --trace-secrets` on free
+loopback ports, runs the scenario, and writes each session's trace as <scenario>.<n>.trace with
+a header saying what it is, which client played it, and which states the machine went through
+(the replay test checks both). Profanity scenarios need Debian's profanity and tmux."""
 
 from __future__ import annotations
 
