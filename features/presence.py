@@ -98,6 +98,10 @@ def broadcast(presence: etree._Element, data: Any) -> tuple[Any, list]:
     recipients = state.pres_from | (state.directed if not available else frozenset())
     actions += [Route(_to(presence, contact)) for contact in sorted(recipients)]
     actions.append(DeliverToUser(bare, presence, available_only=True))
+    if not available and data.available:
+        # The session is no longer available, so the delivery above passes it by; Prosody
+        # tells the resource that went unavailable too, and clients rely on the echo.
+        actions.append(Send(_to(presence, str(data.jid))))
     if initial:
         actions += [Route(_probe(bare, contact)) for contact in sorted(state.pres_to)]
         actions.append(RoutePresencesOf(bare, str(data.jid), except_jid=data.jid))
@@ -186,6 +190,7 @@ def after_outbound(presence: etree._Element, applied: Any, data: Any) -> tuple[A
         return data, []
     outcome, version = applied
     bare = data.jid.bare
+    kind = presence.get("type")
     contact = str(JID.parse(presence.get("to")).bare)
     actions: list = []
     if outcome.route:
@@ -197,6 +202,11 @@ def after_outbound(presence: etree._Element, applied: Any, data: Any) -> tuple[A
         actions.append(RoutePresencesOf(bare, contact, unavailable=unavailable))
     if outcome.push and version is not None and outcome.item and subscription.visible(outcome.item):
         actions.append(DeliverToUser(bare, rx.push(outcome.item, version, data.env.random.iq_id())))
+    if outcome.route and kind == "subscribed" and outcome.item is not None and \
+            outcome.item.subscription in ("to", "both"):  # fmt: skip
+        # As Prosody does: the user who just approved a contact it is subscribed to asks
+        # for the contact's presence again (probes are the server's business, §4.3).
+        actions.append(Route(_probe(bare, contact)))
     return data, actions
 
 
@@ -242,8 +252,14 @@ def inbound_subscription(storage: Any, user: JID, sender: JID, stanza: etree._El
     outcome = subscription.inbound(old, kind, contact, serialize(stanza).decode())
     version = _store(storage, user.local, user.domain, contact, old, outcome)
     actions: list = []
-    if outcome.deliver:
-        actions.append(DeliverToUser(user, stanza, available_only=True))
+    if outcome.deliver:  # to the bare JID it was sent to (§3.1.3), as Prosody delivers it
+        actions.append(DeliverToUser(user, stanza, available_only=True, keep_to=True))
+    if kind == "subscribe" and outcome.auto_reply is None:
+        # Prosody acknowledges a request it does not answer at once with the user's
+        # unavailable presence; the contact learns nothing a subscription would tell.
+        ack = etree.Element(PRESENCE, type="unavailable", to=contact, nsmap={None: ns.CLIENT})
+        ack.set("from", str(user))
+        actions.append(Route(ack))
     if outcome.push and version is not None and not outcome.hidden:
         item = outcome.item or old
         push = rx.push(item, version, secrets.token_hex(6), remove=outcome.item is None)

@@ -236,7 +236,8 @@ class QueryDone:
 @dataclass(frozen=True, slots=True)
 class DeliverToUser:
     """Hand a copy of `stanza` to every session of the account `bare` (with 'to' set to each
-    session's full JID): to those that asked for the roster when `interested_only`, to the
+    session's full JID, unless `keep_to`: a contact's stanza to the bare JID keeps its address,
+    as Prosody delivers it): to those that asked for the roster when `interested_only`, to the
     available ones when `available_only`; never to `except_jid`."""
 
     bare: Any  # xmpp.jid.JID
@@ -244,6 +245,7 @@ class DeliverToUser:
     interested_only: bool = False
     available_only: bool = False
     except_jid: Any = None
+    keep_to: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ ANY = ("{scansion:any}", "[redacted]", "{{*}}")
 _LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _CAPS = "{http://jabber.org/protocol/caps}c"
 _SESSION = "{urn:ietf:params:xml:ns:xmpp-session}session"
+_STRICT = f"{{{SCANSION_NS}}}strict"
+_VERSION_NAME = "{jabber:iq:version}name"
 
 
 @dataclass
@@ -77,10 +79,7 @@ def _parse(text: str) -> list[etree._Element]:
         raise NotXML(f"not XML: {exc.msg}") from exc
     children = [c for c in wrapper if isinstance(c.tag, str)]
     for c in children:
-        c.tail = None
-        for el in c.iter():  # scansion's own markers (scansion:strict) are not content
-            for key in [k for k in el.attrib if k.startswith(f"{{{SCANSION_NS}}}")]:
-                del el.attrib[key]
+        c.tail = None  # scansion:strict stays: a directive for the comparison, never compared
     return children
 
 
@@ -122,6 +121,7 @@ TOLERANCES = {
     "result-echo": "an IQ result echoing the request's empty payload, which xmppd answers "
     "empty (RFC 6120 §8.2.3: a result carries no payload it does not need)",
     "error-text": "the human-readable <text/> of an error",
+    "software": "the software's <name/> in a jabber:iq:version answer",
 }
 
 
@@ -142,6 +142,10 @@ def _name(el: etree._Element) -> str:
 
 
 def _element(exp, act, policy: Policy, out: Outcome, path: str, header: bool = False) -> None:
+    strict = exp.get(_STRICT)
+    if strict in ("true", "false"):  # scansion: this element exactly, or a subset again
+        mode = "xml" if strict == "true" else "subset"
+        policy = Policy(mode, policy.tolerate, policy.bindings, policy.domain_map)
     if exp.tag != act.tag:
         out.problems.append(f"{path}: expected <{_clark(exp.tag)}>, got <{_clark(act.tag)}>")
         return
@@ -162,7 +166,7 @@ def _clark(tag: str) -> str:
 def _attributes(exp, act, policy: Policy, out: Outcome, path: str, header: bool) -> None:
     top = "/" not in path  # a stanza, not a child of one
     server_iq = act.tag == "{jabber:client}iq" and act.get("type") in ("get", "set")
-    for key in set(exp.attrib) | set(act.attrib):
+    for key in (set(exp.attrib) | set(act.attrib)) - {_STRICT}:
         want, got = exp.get(key), act.get(key)
         where = f"{path}/@{etree.QName(key).localname}"
         if want is None and header and "header-attrs" in policy.tolerate:
@@ -200,6 +204,8 @@ def _text(exp, act, policy: Policy, out: Outcome, path: str) -> None:
     local, ns = etree.QName(act).localname, etree.QName(act).namespace
     if ns == SASL_NS and local in ("challenge", "success") and "sasl-payload" in policy.tolerate:
         out.tolerated.append(f"{path}: SASL data differs ({TOLERANCES['sasl-payload']})")
+    elif exp.tag == _VERSION_NAME and "software" in policy.tolerate:
+        out.tolerated.append(f"{path}: {want!r} ~ {got!r} ({TOLERANCES['software']})")
     elif local == "text" and "error-text" in policy.tolerate:
         out.tolerated.append(f"{path}: {want!r} ~ {got!r} ({TOLERANCES['error-text']})")
     elif (

@@ -1,6 +1,7 @@
 """The in-memory world a replay runs in: fresh c2s machines with no sockets, sharing memory
 storage, a Router and a LocalSessionManager, the node's feature registry, and server-side hooks
-run synchronously. Actions are carried out at once; answers go to the machine's inbox.
+run after the step that called them, as a node's storage lanes answer. Actions are carried out
+at once; answers go to the machine's inbox.
 
 `isolated` machines (replays of xmppd traces) get every answer and delivery from the recording
 instead: their Route/DeliverToUser/... actions are noted, not carried out."""
@@ -144,13 +145,16 @@ class World:
         self.router = Router(self.sessions, hosts, deliver=_deliver)
         self.features = Registry.from_modules(feature_modules(), settings)
         hooks = self.features
+        # On a node the hooks run on a storage lane and their actions come back after the
+        # actor's step: here they wait until the step's own actions are carried out.
+        self.hooks_due: deque = deque()
         if hooks.inbound_presence is not None:
-            self.router.inbound_presence = lambda s: self.perform(
-                hooks.inbound_presence(self.storage, s, settings=hooks.settings)
+            self.router.inbound_presence = lambda s: self.hooks_due.append(
+                (hooks.inbound_presence, s)
             )
         if hooks.undeliverable_message is not None:
-            self.router.undeliverable = lambda s: self.perform(
-                hooks.undeliverable_message(self.storage, s, settings=hooks.settings)
+            self.router.undeliverable = lambda s: self.hooks_due.append(
+                (hooks.undeliverable_message, s)
             )
         self.machines: dict[str, Machine] = {}
         self.max_sessions = 10
@@ -189,6 +193,12 @@ class World:
         m.state, m.data, actions = step(before, event, m.data)
         m.transitions.append((before, type(event).__name__, m.state))
         self.execute(m, actions)
+        self.run_hooks()
+
+    def run_hooks(self) -> None:
+        while self.hooks_due:
+            hook, stanza = self.hooks_due.popleft()
+            self.perform(hook(self.storage, stanza, settings=self.features.settings))
 
     def feed(self, m: Machine, data: bytes) -> None:
         for event in m.parser.feed(data):
@@ -198,6 +208,9 @@ class World:
         """Step every machine until no inbox holds anything."""
         for _ in range(limit):
             busy = next((m for m in self.machines.values() if m.inbox), None)
+            if busy is None and self.hooks_due:
+                self.run_hooks()
+                continue
             if busy is None:
                 return
             self.step(busy, busy.inbox.popleft())
