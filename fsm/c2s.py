@@ -38,7 +38,7 @@ from fsm.core import (
     TLSEstablished,
     Transition,
 )
-from fsm.session import C2S, TLSInfo
+from fsm.session import C2S, C2SConfig, TLSInfo
 from xmpp import ns, sasl
 from xmpp.errors import error_reply, stream_error
 from xmpp.jid import JID, JIDMalformed
@@ -286,9 +286,9 @@ def stream_header(attrs: dict[str, str], data: C2S) -> Transition:
         stream_id=data.env.random.stream_id(),
         lang=attrs.get("lang") or data.lang,
         domain=data.domain or (to if to in data.config.hosts else None),
+        header_sent=True,
     )
     reply = SendHeader(_header_attrs(data, attrs))
-    data = replace(data, header_sent=True)
     if attrs.get("stream_ns") != ns.STREAM or attrs.get("stream_name") != "stream":
         return _refuse(reply, data, "invalid-namespace", "the stream namespace is wrong")
     if attrs.get("xmlns") != ns.CLIENT:
@@ -298,7 +298,7 @@ def stream_header(attrs: dict[str, str], data: C2S) -> Transition:
     if not _version_ok(attrs.get("version")):
         return _refuse(reply, data, "unsupported-version", "XMPP 1.0 streams only")
     next_state = "wait_for_bind" if data.authenticated else "wait_for_feature_request"
-    offered = Send(x.features(stream_features(data)))
+    offered = Send(features_element(data))
     return Transition(next_state, data, [CancelTimer("header"), reply, offered])
 
 
@@ -324,6 +324,30 @@ def _header_attrs(data: C2S, client: dict[str, str]) -> dict[str, str]:
     if client.get("from"):
         attrs["to"] = client["from"]
     return attrs
+
+
+# <stream:features/> as sent, by what decides it: every login sends it three times, and
+# building it is a good part of a stream restart. Entries hold their config and registry, so an
+# id() is never taken for a newer object's; the few keys (hosts x TLS states x stages) of a
+# node's listeners fit, and a replay's worlds come and go, hence the bound.
+_FEATURES: dict[tuple, tuple[C2SConfig, object, etree._Element]] = {}
+_FEATURES_MAX = 256
+
+
+def features_element(data: C2S) -> etree._Element:
+    """The stream features of this stage, shared between sessions: never modify it. What is
+    offered depends on the listener's configuration, the host, the TLS state and the feature
+    registry, never on one session (features/ offer the same to every session of a host)."""
+    bindings = tuple(sorted(data.tls.channel_bindings)) if data.tls is not None else None
+    key = (id(data.config), id(data.features), data.domain, data.authenticated, bindings)
+    cached = _FEATURES.get(key)
+    if cached is not None and cached[0] is data.config and cached[1] is data.features:
+        return cached[2]
+    element = x.features(stream_features(data))
+    if len(_FEATURES) >= _FEATURES_MAX:
+        _FEATURES.clear()
+    _FEATURES[key] = (data.config, data.features, element)
+    return element
 
 
 def stream_features(data: C2S) -> list[etree._Element]:
@@ -486,6 +510,8 @@ def client_stanza(stanza: etree._Element, data: C2S) -> Transition:
             return own_presence(stanza, data)
     if to is None:
         stanza.set("to", str(data.bare))  # RFC 6120 §10.3.1
+    if data.pending_ping is None:
+        return stay(data, Route(stanza))  # the common case: no copy of the session data
     activity = [CancelTimer("ping")] if data.pending_ping else []
     return stay(replace(data, pending_ping=None), *activity, Route(stanza))
 
