@@ -20,7 +20,7 @@ from lxml import etree
 from fsm import tracefmt as tf
 from xmpp.stream import StreamElement, StreamOpen, StreamParser
 from xmppd.replay import compare as cmp
-from xmppd.replay.report import ClientReport, Report
+from xmppd.replay.report import ClientReport, Pair, Report
 from xmppd.replay.script import Script, UnusableLog
 
 QUIET = 0.3  # seconds of silence that end a read
@@ -91,31 +91,45 @@ class LiveClient:
 
 
 def replay_live(script: Script, target: str, options: Any, *, insecure: bool) -> Report:
-    from xmppd.replay.run import _mapped, pair_up
+    from xmppd.replay.run import _bind_known_jids, _mapped, pair_up
 
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         raise UnusableLog(f"--live wants HOST:PORT, got {target!r}")
     script = _mapped(script, options.domain_map)
-    policy = cmp.Policy("subset" if script.header.get("compare") == "subset" else "xml",
-                        frozenset(cmp.TOLERANCES))  # fmt: skip
+    declared = script.header.get("policy") or {}
+    mode = script.header.get("compare") or declared.get("match", "xml")
+    policy = cmp.Policy("subset" if mode == "subset" else "xml",
+                        frozenset(script.header.get("tolerate", cmp.TOLERANCES)))  # fmt: skip
+    _bind_known_jids(script, policy)
     report = Report(script.source, script.format, f"{policy.mode} (live {target})",
                     notes=list(script.notes))  # fmt: skip
     clients: dict[str, LiveClient] = {}
-    expected: dict[str, list[cmp.Item]] = {}
+    lines: dict[str, _LiveLine] = {}
     skipping: set[str] = set()  # clients inside the log's SASL exchange
+    address = (host, int(port))
     try:
         for step in script.steps[: options.until] if options.until else script.steps:
+            line = lines.setdefault(step.client, _LiveLine())
             c = clients.get(step.client)
-            if c is None:
-                c = clients[step.client] = LiveClient(step.client, (host, int(port)), insecure)
-                if step.client in script.implied_login:
-                    raise UnusableLog("--live cannot yet log in for logs that start after login",
-                                      step.line)  # fmt: skip
+            if step.direction == "connect" or c is None:
+                if c is None or c.closed:  # a client connects again: a new connection
+                    c = clients[step.client] = LiveClient(step.client, address, insecure)
+                    line.attach(c)
+                    if step.client in script.implied_login:
+                        _implied_login(c, script, step.client, options, report, policy)
+                        line.skip = len(c.items)
+                if step.direction == "connect":
+                    continue
             text = _text(step.xml, script)
             if step.direction == "recv":
                 kept = [i for i in cmp.items(text, step.line) if not _sasl_item(i, skipping, step)]
-                expected.setdefault(step.client, []).extend(kept)
+                line.expect(kept, policy, pair_up)
+                continue
+            if step.direction == "disconnect":
+                c.send(b"</stream:stream>")
+                c.read(quiet=0.1)
+                c.closed = True  # whatever comes next for this client comes after a connect
                 continue
             if SASL_STEP.match(text.strip()):
                 if text.strip().startswith(("<auth", "<sasl:auth")):
@@ -126,17 +140,117 @@ def replay_live(script: Script, target: str, options: Any, *, insecure: bool) ->
             if "<starttls" in text:
                 c.read(until="proceed")
                 c.starttls()
-            c.read()
+            c.read(quiet=0.05)
     except OSError as exc:
         raise UnusableLog(f"cannot talk to {target}: {exc}") from exc
-    for c in clients.values():
-        c.read()
-    for name, c in clients.items():
+    for name, line in lines.items():
         client = ClientReport(name)
-        client.pairs = pair_up(expected.get(name, []), c.items, policy)[0]
+        client.pairs = line.finish(policy)
         report.clients.append(client)
+    for c in clients.values():
         c.sock.close()
     return report
+
+
+class _LiveLine:
+    """What one client of the log received over its connections (logins left out), and how
+    far the log's expectations have consumed it."""
+
+    def __init__(self) -> None:
+        self.sources: list[LiveClient] = []
+        self.skip = 0  # items of the current connection that an implied login produced
+        self.taken = 0  # items of the current connection already moved to `items`
+        self.items: list[cmp.Item] = []
+        self.cursor = 0
+        self.pairs: list = []
+
+    def attach(self, c: LiveClient) -> None:
+        """A new connection: what the previous one left unread is not looked at again."""
+        self.take()
+        self.cursor = len(self.items)
+        self.sources.append(c)
+        self.skip = self.taken = 0
+
+    def take(self) -> None:
+        if not self.sources:
+            return
+        c = self.sources[-1]
+        start = max(self.skip, self.taken)
+        self.items += c.items[start:]
+        self.taken = len(c.items)
+
+    def expect(self, wanted: list[cmp.Item], policy: cmp.Policy, pair_up: Any) -> None:
+        """Wait (briefly) until what the log expects can be paired, then pair it."""
+        deadline = time.monotonic() + WAIT
+        while True:
+            self.take()
+            trial = cmp.Policy(policy.mode, policy.tolerate, dict(policy.bindings))
+            pairs, _ = pair_up(wanted, self.items, trial, start=self.cursor)
+            if all(p.outcome.ok for p in pairs) or time.monotonic() > deadline:
+                break
+            if self.sources:
+                self.sources[-1].read(quiet=0.1)
+        pairs, self.cursor = pair_up(wanted, self.items, policy, start=self.cursor)
+        self.pairs += pairs
+
+    def finish(self, policy: cmp.Policy) -> list:
+        if self.sources:
+            self.sources[-1].read(quiet=0.1)
+            self.take()
+        if policy.mode != "subset":
+            for extra in self.items[self.cursor :]:
+                self.pairs.append(
+                    Pair(None, extra, cmp.Outcome(["xmppd sent this; the log has nothing"]))
+                )
+        return self.pairs
+
+
+WAIT = 3.0  # seconds a receive waits for what the log expects
+
+
+def _implied_login(
+    c: LiveClient, script: Script, name: str, options: Any, report: Report, policy: cmp.Policy
+) -> None:
+    """Log a client in that the log shows logged in already (every scansion client): header,
+    STARTTLS when offered, PLAIN, restart, bind with the client's resource; its JID
+    placeholders take the bound JID."""
+    client = script.clients.get(name)
+    jid = client.jid if client and client.jid else f"{name.lower()}@{_domain(script, name)}"
+    bare, _, resource = jid.partition("/")
+    local, _, domain = bare.partition("@")
+    header = (f"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+              f"xmlns:stream='{cmp.STREAM_NS}' to='{domain}' version='1.0'>").encode()  # fmt: skip
+    c.send(header)
+    c.read(until="features")
+    features = c.items[-1].el if c.items else None
+    offered = [] if features is None else [ch for ch in features if isinstance(ch.tag, str)]
+    if any(etree.QName(ch).localname == "starttls" for ch in offered):
+        c.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        c.read(until="proceed")
+        c.starttls()
+        c.send(header)
+        c.read(until="features")
+    password = options.accounts.get(bare) or (client.password if client else None)
+    password = password or "any-password"
+    payload = base64.b64encode(f"\0{local}\0{password}".encode()).decode()
+    c.send(f"<auth xmlns='{cmp.SASL_NS}' mechanism='PLAIN'>{payload}</auth>".encode())
+    c.read(until="success")
+    last = c.items[-1].el if c.items else None
+    if last is None or etree.QName(last).localname != "success":
+        raise UnusableLog(f"{name} could not log in live as {bare} (PLAIN with the log's "
+                          "password or --account; a server in a test mode takes any)")  # fmt: skip
+    c.restart()
+    c.send(header)
+    c.read(until="features")
+    c.send(f"<iq type='set' id='replay-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+           f"<resource>{resource or name}</resource></bind></iq>".encode())  # fmt: skip
+    c.read(until="iq")
+    bound = c.items[-1].el.findtext(".//{urn:ietf:params:xml:ns:xmpp-bind}jid") or jid
+    for token, spec in (script.header.get("placeholders") or {}).items():
+        if isinstance(spec, dict) and spec.get("client") == name:
+            policy.bindings[token] = bound if spec.get("kind") == "full" else bound.split("/")[0]
+    note = f"{name}: logged in live with PLAIN as {bound} (the log starts after login)"
+    report.notes.append(note)
 
 
 def _sasl_item(item: cmp.Item, skipping: set[str], step: Any) -> bool:

@@ -1,0 +1,43 @@
+"""Issue 7: the scansion scripts covering core and IM, played with `xmppctl replay --live`
+over real sockets against a running xmppd in its test mode (`[testing] any_password = true`,
+loopback only), each on a node of its own (Prosody's scripts assume fresh memory storage)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import ROOT, make_server
+from tests.unit.test_scansion_conformance import REQUIRED, SCANSION, needs_scansion
+
+
+def script_accounts(path: Path) -> dict[str, str]:
+    """The accounts a script's [Client]s log in as. The test mode takes any password, but
+    xmppd's roster, vCard and last-activity stores answer for existing accounts only."""
+    users = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "jid":
+            users[value.strip().split("/")[0].split("@")[0]] = "any-password"
+    return users
+
+
+@needs_scansion
+@pytest.mark.parametrize("name", REQUIRED)
+def test_required_scansion_script_matches_live(name, tmp_path):
+    path = SCANSION / f"{name}.scs"
+    node = make_server(tmp_path, extra_config="[testing]\nany_password = true\n")
+    node.add_users(**script_accounts(path))
+    node.start()
+    try:
+        cmd = [sys.executable, "-m", "xmppd.ctl", "replay", str(path),
+               "--live", f"127.0.0.1:{node.starttls_port}", "--insecure"]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    finally:
+        node.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "logged in live with PLAIN" in result.stdout  # the implied login, over STARTTLS
+    assert "verdict: MATCH" in result.stdout
