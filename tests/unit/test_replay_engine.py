@@ -212,3 +212,23 @@ def test_starttls_as_the_log_has_it():
         ),  # fmt: skip
     )
     assert replay(required, Options()).ok
+
+
+@needs_seeds
+def test_xmppctl_replay_exit_status_is_0_1_or_2_never_a_traceback(tmp_path):
+    import argparse
+
+    from xmppd.replay.command import MATCH, MISMATCH, UNUSABLE, run
+
+    def status(path: Path) -> tuple[str, int]:
+        args = argparse.Namespace(file=str(path), until=None, domain_map=None, account=None,
+                                  live=None, insecure=False, show=None)  # fmt: skip
+        return run(args)
+
+    assert status(SEEDS / "ejabberd-c2s-fsm-login.txt")[1] == MATCH
+    scansion = SEEDS.parent / "conformance" / "scansion"
+    assert status(scansion / "muc_password.scs")[1] == MISMATCH
+    broken = tmp_path / "broken.scs"
+    broken.write_text("[Client] A\n\tjid: a@localhost\n-----\nA connects\nA sends:\n\t<iq><x\n")
+    text, code = status(broken)
+    assert code == UNUSABLE and "line 6" in text and "Traceback" not in text
