@@ -23,7 +23,7 @@ from actors.c2s import C2SActor
 from actors.connection import Connection
 from actors.runtime import Scheduler, run_blocking
 from fsm.core import Deliver, DeliverToUser, Kick, Route, RoutePresencesOf, Timeout
-from fsm.session import C2S, C2SConfig, Env, SystemRandom
+from fsm.session import C2S, ENTROPY, C2SConfig, Env, SystemRandom
 from routing.router import Router
 from routing.sessions import LocalSessionManager
 from xmpp import sasl
@@ -157,7 +157,7 @@ class Node:
             return self.tls
 
         def factory() -> Connection:
-            conn_id = secrets.token_hex(5)
+            conn_id = ENTROPY.hex(5)
             return Connection(
                 conn_id,
                 tls_context,
