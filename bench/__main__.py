@@ -102,6 +102,8 @@ class Run:
                 "pairs": args.pairs,
                 "window": args.window,
                 "idle": args.idle,
+                "roster": [args.roster_users, args.roster_contacts, args.roster_rounds],
+                "big_roster": args.big_roster,
             },
             "servers": {},
             "results": [],
@@ -189,6 +191,29 @@ class Run:
         }  # fmt: skip
         self.add(server.name, self.measured(server, job))
 
+    def roster(self, server) -> None:
+        """Presence fan-out over mutual rosters, then logins of a user with a big roster; on a
+        fresh server whose rosters were written just before it started."""
+        from bench.rosters import names, ring, with_big
+
+        a = self.args
+        n, r, size = a.roster_users, a.roster_contacts, a.big_roster
+        big = max(n, size)
+        everyone = accounts(big + 1)
+        server.write_rosters(names(with_big(ring(n, r), big, size)))
+        server.start()
+        try:
+            job = {
+                "scenario": "roster", "host": "127.0.0.1", "port": server.port,
+                "domain": "localhost", "users": everyone[:n], "n": n, "contacts": r,
+                "rounds": a.roster_rounds, "duration": 0, "concurrency": 50,
+                "big": everyone[big], "big_size": size, "big_online": min(n, size),
+                "big_logins": 5, "sources": SOURCES[6:8],
+            }  # fmt: skip
+            self.add(server.name, self.measured(server, job, timeout=1800))
+        finally:
+            server.stop()
+
     def idle(self, server) -> None:
         levels = sorted(self.args.idle)
         total = levels[-1]
@@ -271,6 +296,8 @@ class Run:
         args = self.args
         cert, key = make_certificate(self.tmp)
         count = max([args.login_accounts, 2 * args.pairs, *args.idle])
+        if "roster" in args.scenarios:
+            count = max(count, max(args.roster_users, args.big_roster) + 1)
         self.save()
         for name in args.against:
             workdir = self.tmp / name
@@ -300,6 +327,10 @@ class Run:
                         self._guard(name, lambda s=server: self.idle(s))
                     finally:
                         server.stop()
+                if "roster" in args.scenarios:  # last: the other scenarios want no rosters
+                    size = f"{args.roster_users} x {args.roster_contacts}"
+                    self.log(f"{name}: roster/presence, {size}")
+                    self._guard(name, lambda s=server: self.roster(s))
             except Exception as exc:  # noqa: BLE001 - a partial run still writes its table
                 self.add(name, {"scenario": "error", "error": repr(exc)[:500]})
                 self.log(server.log_tail())
@@ -324,12 +355,16 @@ def main(argv: list[str] | None = None) -> None:
     csv = lambda text: [s.strip() for s in text.split(",") if s.strip()]  # noqa: E731
     ints = lambda text: [int(s) for s in csv(text)]  # noqa: E731
     run.add_argument("--against", type=csv, default=["xmppd", "prosody"])
-    run.add_argument("--scenarios", type=csv, default=["login", "flood", "idle"])
+    run.add_argument("--scenarios", type=csv, default=["login", "flood", "idle", "roster"])
     run.add_argument("--mechanisms", type=csv, default=["SCRAM-SHA-1", "PLAIN"])
     run.add_argument("--idle", type=ints, default=[1000, 10000, 19000])
     run.add_argument("--duration", type=float, default=10.0)
     run.add_argument("--pairs", type=int, default=50)
     run.add_argument("--window", type=int, default=50)
+    run.add_argument("--roster-users", type=int, default=1000)
+    run.add_argument("--roster-contacts", type=int, default=100, help="even, below the users")
+    run.add_argument("--roster-rounds", type=int, default=5, help="measured presence rounds")
+    run.add_argument("--big-roster", type=int, default=500, help="contacts of the big roster")
     run.add_argument("--login-concurrency", type=int, default=50)
     run.add_argument("--login-accounts", type=int, default=500)
     run.add_argument("--server-core", type=int, default=0)

@@ -35,6 +35,8 @@ def _rows(result: dict) -> list[tuple[str, str, dict[str, dict], callable, bool]
             key = ("flood",)
         elif scenario == "idle":
             key = ("idle", entry["target"])
+        elif scenario == "roster":
+            key = ("roster", entry["users"], entry["contacts"])
         else:
             continue
         if key not in by:
@@ -60,6 +62,32 @@ def _rows(result: dict) -> list[tuple[str, str, dict[str, dict], callable, bool]
             )
             rows.append((f"{name}: p50 / p99 ms", entries, _p50p99, False))
             rows.append((f"{name}: lost", entries, lambda e: e["lost"], False))
+        elif key[0] == "roster":
+            name = f"roster/presence, {key[1]:,} users × {key[2]} contacts, STARTTLS"
+            rows.append(
+                (f"{name}: presences delivered/s", entries, lambda e: e["presences_per_s"], True)
+            )
+            rows.append(
+                (f"{name}: per server CPU-second", entries, _per_cpu("presences_per_s"), True)
+            )
+            rows.append((f"{name}: fan-out p50 / p99 ms", entries, _p50p99, False))
+            rows.append((f"{name}: lost", entries, lambda e: e["lost"], False))
+            rows.append(
+                (
+                    f"{name}: all users log in, get the roster, send initial presence: s",
+                    entries,
+                    lambda e: e.get("login_phase_s"),
+                    False,
+                )
+            )
+            e0 = next(iter(entries.values()))
+            if e0.get("big_roster"):
+                big = (
+                    f"login with a {e0['big_roster']}-item roster ({e0['big_online_contacts']}"
+                    " contacts online): bound / roster / all presences ms (median of "
+                    f"{e0.get('big_logins', '?')})"
+                )
+                rows.append((big, entries, _big, False))
         else:
             rows.append(
                 (
@@ -85,6 +113,12 @@ def _per_cpu(key: str):
 
 def _p50p99(entry: dict) -> str:
     return f"{_num(entry.get('p50_ms'), 1)} / {_num(entry.get('p99_ms'), 1)}"
+
+
+def _big(entry: dict) -> str:
+    return " / ".join(
+        _num(entry.get(k), 1) for k in ("big_bound_ms", "big_roster_ms", "big_presences_ms")
+    )
 
 
 def _idle(entry: dict) -> str:

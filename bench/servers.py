@@ -171,6 +171,11 @@ class Xmppd(Server):
         dest.close()
         return elapsed
 
+    def write_rosters(self, rosters: dict[str, list[str]]) -> None:
+        from bench.rosters import write_xmppd
+
+        write_xmppd(self.data_dir / "xmppd.sqlite3", rosters)
+
     def command(self) -> list[str]:
         return [sys.executable, "-m", "xmppd.cli", "serve", "--config", str(self.config_path)]
 
@@ -246,6 +251,11 @@ class Prosody(Server):
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(cached, target)
         return time.monotonic() - started
+
+    def write_rosters(self, rosters: dict[str, list[str]]) -> None:
+        from bench.rosters import write_prosody
+
+        write_prosody(self.data_dir, rosters)
 
     def command(self) -> list[str]:
         return ["prosody", "-F", "--config", str(self.config_path)]

@@ -1,7 +1,8 @@
 """One generator process: `python -m bench.worker JOB.json` runs the job and prints JSON results
 on stdout. Scenarios: `login` (a login storm), `flood` (one-to-one
 messages over many pairs with a window in flight each), `idle` (hold logged-in connections;
-grows to the sizes it is told on further stdin lines, answering each with a JSON line).
+grows to the sizes it is told on further stdin lines, answering each with a JSON line),
+`roster` (presence fan-out over rosters, in bench/presence.py).
 
 The generator's own CPU time (resource.getrusage over the measured window) is in every result,
 so a figure the generator capped can be seen as such."""
@@ -346,7 +347,10 @@ def main() -> None:
         job = json.load(f)
     pin(job.get("cpu"))
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
-    runner = {"login": login_storm, "flood": flood, "idle": idle}[job["scenario"]]
+    from bench.presence import presence_rounds
+
+    runners = {"login": login_storm, "flood": flood, "idle": idle, "roster": presence_rounds}
+    runner = runners[job["scenario"]]
     result = asyncio.run(runner(job))
     if result is not None:
         print(json.dumps(result), flush=True)

@@ -8,7 +8,9 @@ import subprocess
 import sys
 
 from bench import worker
+from bench.presence import presence_rounds
 from bench.report import markdown
+from bench.rosters import names, ring, with_big, write_xmppd
 from bench.servers import ROOT, accounts
 
 USERS = accounts(4)
@@ -53,3 +55,20 @@ def test_message_flood_counts_every_message(server, tmp_path):
     assert result["delivered"] > 0, result
     assert result["sent"] == result["received"], result
     assert result["lost"] == 0 and result["gaps"] == 0, result
+
+
+def test_roster_scenario_delivers_every_presence(fresh_server, run):
+    """Six users with two contacts each change presence in rounds; a seventh, with all six
+    and two offline accounts as contacts, logs in and hears every online contact."""
+    everyone = accounts(9)
+    fresh_server.add_users(**dict(everyone))
+    write_xmppd(fresh_server.data_dir / "xmppd.sqlite3", names(with_big(ring(6, 2), 8, 8)))
+    fresh_server.start()
+    job = _job(fresh_server, "roster", users=everyone[:6], n=6, contacts=2, rounds=2,
+               big=everyone[8], big_size=8, big_online=6, big_logins=2, settle=20)  # fmt: skip
+    result = run(presence_rounds(job), timeout=120)
+    assert result["online"] == 6 and result["errors"] == 0, result
+    assert result["delivered"] == 2 * 6 * 2 and result["lost"] == 0, result
+    assert result["big_logins"] == 2 and result["big_presences_ms"] is not None, result
+    table = markdown({"servers": {"xmppd": {}}, "results": [{"server": "xmppd", **result}]})
+    assert "presences delivered/s" in table and "8-item roster" in table
