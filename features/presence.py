@@ -197,7 +197,9 @@ def after_outbound(presence: etree._Element, applied: Any, data: Any) -> tuple[A
         presence.set("from", str(bare))  # subscriptions come from the bare JID (§3.1.2)
         presence.set("to", contact)
         actions.append(Route(presence))
-    if outcome.send_presence:  # §3.1.5, §3.2.2
+    if outcome.send_presence and not (kind == "subscribed" and _served_here(contact, data)):
+        # §3.1.5, §3.2.2. A local contact gets our presence from inbound_subscription,
+        # after the approval and its roster push, which it would otherwise overtake.
         unavailable = outcome.send_presence == "unavailable"
         actions.append(RoutePresencesOf(bare, contact, unavailable=unavailable))
     if outcome.push and version is not None and outcome.item and subscription.visible(outcome.item):
@@ -273,10 +275,18 @@ def inbound_subscription(storage: Any, user: JID, sender: JID, stanza: etree._El
     if outcome.send_presence:  # §3.1.5 (pre-approved), §3.3.3
         unavailable = outcome.send_presence == "unavailable"
         actions.append(RoutePresencesOf(user, contact, unavailable=unavailable))
+    if kind == "subscribed" and outcome.deliver:
+        # §3.1.5: the approver's presence follows its approval. A local approver's is sent
+        # from here, in order; a remote one has no session here and its server sends it.
+        actions.append(RoutePresencesOf(sender.bare, str(user)))
     return actions
 
 
 # --- small helpers -------------------------------------------------------------------------------
+
+
+def _served_here(contact: str, data: Any) -> bool:
+    return contact.rpartition("@")[2] in data.config.hosts
 
 
 def load_requests(storage: Any, username: str, domain: str) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from lxml import etree
 
 from features.presence import inbound_subscription
-from fsm.core import DeliverToUser, Query, QueryDone, Route, Send
+from fsm.core import DeliverToUser, Query, QueryDone, Route, RoutePresencesOf, Send
 from storage.im import RosterItem
 from tests.unit.feature_helpers import HOST, Session, accounts
 from tests.unit.fsm_helpers import element
@@ -87,3 +87,23 @@ def test_approving_without_a_subscription_of_ones_own_sends_no_probe():
     actions = _actions(session, "<presence to='bob@localhost' type='subscribed'/>")
     assert all(a.stanza.get("type") != "probe" for a in actions if isinstance(a, Route))
     assert not [a for a in actions if isinstance(a, Send) and a.element.get("type") == "probe"]
+
+
+def test_an_approval_reaches_a_local_contact_before_the_approvers_presence():
+    """RFC 6121 §3.1.5: the contact's side delivers 'subscribed' and pushes the roster, then
+    routes the approver's presence; the approver's session does not race it with its own."""
+    storage = accounts("alice", "bob")
+    storage.rosters.put("alice", HOST, RosterItem(jid="bob@localhost", pending_in=True))
+    session = Session(storage)
+    actions = _actions(session, "<presence to='bob@localhost' type='subscribed'/>")
+    assert not [a for a in actions if isinstance(a, RoutePresencesOf)]
+
+    storage.rosters.put("bob", HOST, RosterItem(jid="alice@localhost", ask=True))
+    approval = _presence("from='alice@localhost' to='bob@localhost' type='subscribed'")
+    actions = inbound_subscription(storage, JID("bob", HOST), JID.parse("alice@localhost"),
+                                   approval)  # fmt: skip
+    kinds = [type(a).__name__ for a in actions]
+    assert kinds == ["DeliverToUser", "DeliverToUser", "RoutePresencesOf"], kinds
+    last = actions[-1]
+    assert (str(last.bare), last.to) == ("alice@localhost", "bob@localhost")
+    assert not last.unavailable
