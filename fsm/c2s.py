@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from lxml import etree
@@ -54,6 +55,8 @@ SESSION = q(ns.SESSION, "session")
 IQ = q(ns.CLIENT, "iq")
 PRESENCE = q(ns.CLIENT, "presence")
 STAY = "(stay)"
+# RFC 6120 §4.7.4: an xml:lang that is not a language tag (BCP 47 form) is not echoed back.
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 
 
 # --- entry -----------------------------------------------------------------------------------
@@ -279,12 +282,16 @@ def release(data: C2S) -> list:
 # --- the stream header and features ----------------------------------------------------------
 
 
+def _language(lang: str | None) -> str | None:
+    return lang if lang and LANGUAGE_TAG.fullmatch(lang) else None
+
+
 def stream_header(attrs: dict[str, str], data: C2S) -> Transition:
     to = (attrs.get("to") or "").lower()
     data = replace(
         data,
         stream_id=data.env.random.stream_id(),
-        lang=attrs.get("lang") or data.lang,
+        lang=_language(attrs.get("lang")) or data.lang,
         domain=data.domain or (to if to in data.config.hosts else None),
         header_sent=True,
     )

@@ -193,6 +193,12 @@ def test_good_header_answers_with_our_header_then_features():
     assert m.data.domain == HOST
 
 
+def test_a_lang_that_is_not_a_language_tag_gets_our_default():
+    m = Machine()
+    actions = m(header(**{"xml:lang": "*"}))
+    assert actions[1].attrs["xml:lang"] == "en"
+
+
 def test_tls_required_offers_only_starttls_with_required():
     features = only(at_features().log[-2:])
     assert feature_names(features) == [(ns.TLS, "starttls")]
