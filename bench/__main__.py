@@ -189,7 +189,11 @@ class Run:
             "window": self.args.window, "duration": self.args.duration, "warmup": 3,
             "drain": 20, "sources": SOURCES[4:6],
         }  # fmt: skip
-        self.add(server.name, self.measured(server, job))
+        result = self.measured(server, job)
+        if result.get("lost") or result.get("connections_closed"):
+            result["server_exit_code"] = server.proc.poll()  # None: it is still running
+            self.log(f"{server.name}: connections lost; its log ends with:\n{server.log_tail()}")
+        self.add(server.name, result)
 
     def roster(self, server) -> None:
         """Presence fan-out over mutual rosters, then logins of a user with a big roster; on a
