@@ -15,6 +15,7 @@ from fsm.core import (
     CloseSession,
     CredentialsLoaded,
     DeliverToUser,
+    EnsureAccount,
     LoadCredentials,
     OpenSession,
     PasswordChecked,
@@ -192,6 +193,8 @@ class C2SActor(RunQueueActor):
                         (username, domain, hash_name),
                         lambda creds, u=username: CredentialsLoaded(u, creds),
                     )
+                case EnsureAccount(username, domain):
+                    self.node.ensure_account(username, domain)
                 case CheckPassword(username, domain, password):
                     self.node.blocking(
                         self.actor_ref,

@@ -15,6 +15,7 @@ from fsm.core import (
     ConnectionLost,
     CredentialsLoaded,
     Deliver,
+    EnsureAccount,
     Kick,
     LoadCredentials,
     OpenSession,
@@ -424,7 +425,8 @@ def sasl_result(result, data: C2S) -> Transition:
             load = LoadCredentials(username, data.domain, hash_name)
             return Transition("wait_for_sasl_response", data, [load])
         case sasl.NeedPasswordCheck(username, _) if data.config.insecure_any_password:
-            return sasl_result(data.sasl.password_checked(True), data)
+            state, data, actions = sasl_result(data.sasl.password_checked(True), data)
+            return Transition(state, data, [EnsureAccount(username, data.domain), *actions])
         case sasl.NeedPasswordCheck(username, password):
             check = CheckPassword(username, data.domain, password)
             return Transition("wait_for_sasl_response", data, [check])

@@ -156,6 +156,15 @@ class LoadCredentials:
 
 
 @dataclass(frozen=True, slots=True)
+class EnsureAccount:
+    """Test mode only (any password logs in): create the account if it does not exist, as
+    Prosody's insecure authentication lets any user in; before anything else the account does."""
+
+    username: str
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
 class CheckPassword:
     """Check a PLAIN password against the stored credentials on the thread pool; PasswordChecked
     comes back."""

@@ -56,6 +56,8 @@ def test_every_scansion_script_runs_live_and_the_count_is_reported(tmp_path, mon
     results: dict[str, bool] = {}
     for path in sorted(SCANSION.glob("*.scs")):
         node = make_server(tmp_path / path.stem, extra_config="[testing]\nany_password = true\n")
+        # The test mode creates an account at its first login; a script that writes to one
+        # before it ever logs in (keep_full_sub_req) needs it made beforehand.
         node.add_users(**script_accounts(path))
         node.start()
         try:
@@ -70,3 +72,24 @@ def test_every_scansion_script_runs_live_and_the_count_is_reported(tmp_path, mon
         print(f"\nscansion live: {len(passed)}/{len(results)} pass ({', '.join(passed)})")
     assert len(results) == 50
     assert set(REQUIRED) <= set(passed)
+
+
+def test_the_test_mode_lets_a_new_user_in_with_an_account(tmp_path, run):
+    """As Prosody's insecure authentication: a user who does not exist logs in with any
+    password, and gets an account its roster is stored in."""
+    from tests.support.xmpp_client import login
+
+    node = make_server(tmp_path, extra_config="[testing]\nany_password = true\n")
+    node.start()
+
+    async def scenario():
+        newbie = await login(node, "newbie", password="whatever", mechanism="PLAIN")
+        await newbie.update_roster("friend@localhost", name="Friend")
+        roster = await newbie.get_roster()
+        assert "friend@localhost" in roster["roster"]["items"]
+        await newbie.close()
+
+    try:
+        run(scenario())
+    finally:
+        node.stop()

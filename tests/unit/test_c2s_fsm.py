@@ -12,6 +12,7 @@ from fsm.core import (
     ConnectionLost,
     CredentialsLoaded,
     Deliver,
+    EnsureAccount,
     Kick,
     LoadCredentials,
     OpenSession,
@@ -618,7 +619,8 @@ def test_plain_with_empty_initial_response_then_response():
 def test_insecure_any_password_skips_the_check():
     m = with_tls(insecure_any_password=True)
     actions = m(auth("PLAIN", plain(password="whatever")))
-    assert kinds(actions) == ["Send", "RestartStream"]
+    assert kinds(actions) == ["EnsureAccount", "Send", "RestartStream"]
+    assert actions[0] == EnsureAccount(USER, HOST)  # the user need not exist, as in Prosody's
     assert m.state == "wait_for_stream"
 
 

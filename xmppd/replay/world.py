@@ -20,6 +20,7 @@ from fsm.core import (
     CheckPassword,
     CloseSession,
     CredentialsLoaded,
+    EnsureAccount,
     LoadCredentials,
     OpenSession,
     PasswordChecked,
@@ -246,6 +247,9 @@ class World:
                 case LoadCredentials(username, domain, hash_name):
                     creds = self.storage.accounts.credentials(username, domain, hash_name)
                     m.tell(CredentialsLoaded(username, creds))
+                case EnsureAccount(username, domain):
+                    if not self.storage.accounts.exists(username, domain):
+                        self.storage.accounts.create(username, domain, {})
                 case CheckPassword(username, domain, password):
                     creds = self.storage.accounts.credentials(username, domain, "SHA-256")
                     ok = creds is not None and sasl.verify_plain(password, creds)
