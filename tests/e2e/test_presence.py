@@ -569,6 +569,24 @@ def test_unavailable_after_slixmpp_aborts(configured_server, run):
     run(scenario())
 
 
+def test_unavailable_after_the_sessions_actor_crashes(configured_server, run):
+    """An exception inside alice's connection actor (the node's test hook) ends her session
+    with internal-server-error; her contacts still hear she left."""
+    server = configured_server()
+
+    async def scenario():
+        alice = await online(server, "alice", "a")
+        bob = await online(server, "bob", "b")
+        await befriend_both(alice, bob)
+        rows = server.admin("sessions")["result"]
+        conn_id = next(r["id"] for r in rows if r["jid"] == "alice@localhost/a")
+        assert server.admin("crash", id=conn_id)["ok"]
+        await bob.inbox.expect(presence("unavailable", "alice@localhost/a"))
+        await close_all(alice, bob)
+
+    run(scenario())
+
+
 def test_unavailable_after_a_client_goes_silent(configured_server, run):
     """The node pings an idle client and ends its session when no answer comes; contacts
     hear it left. alice is a raw client that stops reading and answering."""
