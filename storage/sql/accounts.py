@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, bindparam, delete, exists, insert, select
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from storage.accounts import AccountExists, NoSuchAccount
-from storage.sql.engine import read_transaction, write_transaction
+from storage.sql.engine import PointQuery, read_transaction, write_transaction
 from storage.sql.schema import accounts, scram_credentials
 from xmpp.sasl import ScramCredentials
 
@@ -23,6 +23,9 @@ _delete_credentials = delete(scram_credentials).where(
     _creds.domain == bindparam("b_domain"), _creds.username == bindparam("b_username")
 )
 
+_account_query = select(_acct.username).where(
+    _acct.domain == bindparam("a_domain"), _acct.username == bindparam("a_username")
+)
 _credentials_query = select(
     _creds.salt, _creds.iterations, _creds.stored_key, _creds.server_key
 ).where(
@@ -66,8 +69,9 @@ class SqlAccountStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        compiled = _credentials_query.compile(dialect=engine.dialect)
-        self._credentials_sql = (compiled.string, compiled.positiontup)
+        # read on every login (credentials) and every presence probe (exists)
+        self._credentials = PointQuery(engine, _credentials_query)
+        self._account = PointQuery(engine, _account_query)
 
     def create(self, username: str, domain: str, credentials: dict[str, ScramCredentials]) -> None:
         rows = _credential_rows(username, domain, credentials)
@@ -106,35 +110,14 @@ class SqlAccountStore:
                 raise NoSuchAccount(f"{username}@{domain}")
 
     def exists(self, username: str, domain: str) -> bool:
-        with read_transaction(self._engine) as conn:
-            return bool(
-                conn.scalar(
-                    select(exists().where(_acct.domain == domain, _acct.username == username))
-                )
-            )
+        return self._account.first(a_domain=domain, a_username=username) is not None
 
     def credentials(self, username: str, domain: str, hash_name: str) -> ScramCredentials | None:
-        # Every login reads this: one indexed SELECT handed straight to the driver, compiled
-        # once for the engine's dialect. Through a Core transaction (BEGIN, execute, COMMIT,
-        # events) it took ~320 us of the GIL; this way ~25 us. One statement reads one
-        # consistent snapshot; the pool rolls back (ends) a driver-opened transaction.
-        sql, order = self._credentials_sql
-        params = {"c_domain": domain, "c_username": username, "c_hash": hash_name}
-        raw = self._engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            try:
-                cursor.execute(sql, params if order is None else tuple(params[n] for n in order))
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
-        finally:
-            raw.close()
+        row = self._credentials.first(c_domain=domain, c_username=username, c_hash=hash_name)
         if row is None:
             return None
-        salt, iterations, stored_key, server_key = row
         return ScramCredentials(
-            hash_name, bytes(salt), iterations, bytes(stored_key), bytes(server_key)
+            hash_name, bytes(row.salt), row.iterations, bytes(row.stored_key), bytes(row.server_key)
         )
 
     def list(self, domain: str | None = None) -> list[tuple[str, str]]:

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, select, update
 
 from storage.accounts import NoSuchAccount
 from storage.im import RosterItem, checked_roster_item
-from storage.sql.engine import read_transaction, write_transaction
+from storage.sql.engine import PointQuery, read_transaction, write_transaction
 from storage.sql.schema import (
     accounts,
     last_activity,
@@ -76,6 +76,13 @@ _items = roster_items.c
 _versions = roster_versions.c
 
 
+_item_query = select(roster_items).where(
+    _items.domain == bindparam("i_domain"),
+    _items.username == bindparam("i_username"),
+    _items.jid == bindparam("i_jid"),
+)
+
+
 def _item_from_row(row) -> RosterItem:
     return RosterItem(
         jid=row.jid,
@@ -118,6 +125,7 @@ class SqlRosterStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._item = PointQuery(engine, _item_query)  # every presence probe reads one
 
     def items(self, username: str, domain: str) -> tuple[str, list[RosterItem]]:
         with _snapshot(self._engine) as conn:
@@ -129,11 +137,7 @@ class SqlRosterStore:
         return str(version), items
 
     def get(self, username: str, domain: str, contact: str) -> RosterItem | None:
-        query = select(roster_items).where(
-            *_owner(roster_items, username, domain), _items.jid == contact
-        )
-        with read_transaction(self._engine) as conn:
-            row = conn.execute(query).first()
+        row = self._item.first(i_domain=domain, i_username=username, i_jid=contact)
         return None if row is None else _item_from_row(row)
 
     def put(self, username: str, domain: str, item: RosterItem) -> str:
@@ -278,16 +282,19 @@ class SqlPrivateStore:
             )
 
 
+_last_query = select(last_activity.c.stamp, last_activity.c.status).where(
+    last_activity.c.domain == bindparam("l_domain"),
+    last_activity.c.username == bindparam("l_username"),
+)
+
+
 class SqlLastActivityStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._last = PointQuery(engine, _last_query)  # every probe of an offline user
 
     def get(self, username: str, domain: str) -> tuple[float, str] | None:
-        query = select(last_activity.c.stamp, last_activity.c.status).where(
-            *_owner(last_activity, username, domain)
-        )
-        with read_transaction(self._engine) as conn:
-            row = conn.execute(query).first()
+        row = self._last.first(l_domain=domain, l_username=username)
         return None if row is None else (float(row.stamp), row.status)
 
     def set(self, username: str, domain: str, stamp: float, status: str) -> None:
