@@ -148,14 +148,15 @@ def markdown(result: dict) -> str:
     )
     sep = "|---|" + "---:|---:|" * len(servers) + ("---:|" if len(servers) > 1 else "")
     lines = [head, sep]
-    for figure, entries, getter, _higher in _rows(result):
+    for figure, entries, getter, higher in _rows(result):
         cells = []
         for s in servers:
             entry = entries.get(s)
             value = getter(entry) if entry else None
             cells.append(value if isinstance(value, str) else _num(value, 1))
             cells.append(_cpu(entry))
-        ratio = _ratio(entries, getter, servers) if len(servers) > 1 else None
+        # the ratio column is for rates (higher is better); times and sizes stand side by side
+        ratio = (_ratio(entries, getter, servers) if higher else "–") if len(servers) > 1 else None
         lines.append(f"| {figure} | " + " | ".join(cells) + (f" | {ratio} |" if ratio else " |"))
     errors = [e for e in result.get("results", []) if e.get("scenario") == "error"]
     notes = []
