@@ -20,6 +20,7 @@ log = logging.getLogger("xmppd.c2s")
 READ_CHUNK = 16384
 HANDSHAKE_GRACE = 10.0  # how long a close waits for a direct-TLS handshake to finish
 CLOSE_GRACE = 10.0  # how long a close waits for the client to read what is still queued
+LINGER = 1.0  # how long a closed connection still reads (and drops) what the client sends
 
 
 class Connection(asyncio.Protocol):
@@ -309,7 +310,16 @@ class Connection(asyncio.Protocol):
             except (ssl.SSLError, ssl.SSLWantReadError):
                 pass
             self._flush_tls()
-        self.transport.close()
+        if self.transport.can_write_eof():
+            # Half-close and read on, discarding, for a moment: closing with unread input
+            # (a flood cut short by a stream error) makes the kernel reset the connection,
+            # and the client may lose the stream error it has not read yet.
+            self.transport.write_eof()
+            self.transport.resume_reading()
+            self._loop.call_later(LINGER, self.transport.close)
+            self._on_close(self)  # a lingering socket is no session and no address's slot
+        else:
+            self.transport.close()
         if self.transport.get_write_buffer_size():
             # asyncio closes once the buffer is written: a client that stopped reading would
             # hold the socket (and its row in `xmppctl sessions`) for ever.
