@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.shared import SHARED
 from xmppd.replay.importers import detect, load, parse
 from xmppd.replay.script import UnusableLog
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 SEEDS = SHARED / "seeds"
 SCANSION = SHARED / "conformance" / "scansion"
 

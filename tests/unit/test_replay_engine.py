@@ -9,6 +9,7 @@ from lxml import etree
 
 from fsm import tracefmt as tf
 from storage.im import RosterItem
+from tests.support.shared import SHARED
 from xmpp.jid import JID
 from xmppd.config import ConfigError, load_config
 from xmppd.replay import compare as cmp
@@ -131,7 +132,7 @@ def test_a_log_that_starts_after_login_and_a_wrong_answer_fails():
 
 # --- the ejabberd seeds replayed into xmppd (issue 7's acceptance) ----------------------------
 
-SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
+SEEDS = SHARED / "seeds"
 needs_seeds = pytest.mark.skipif(not SEEDS.is_dir(), reason="../shared/seeds is not present")
 
 LOGIN_AFTER_TLS = [

@@ -4,13 +4,12 @@ fail (features a later issue builds)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.support.shared import SHARED
 from xmppd.replay.run import Options, load, replay
 
-SCANSION = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "scansion"
+SCANSION = SHARED / "conformance" / "scansion"
 needs_scansion = pytest.mark.skipif(not SCANSION.is_dir(), reason="../shared is not present")
 
 # What the core and IM issues built: these must match.
