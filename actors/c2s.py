@@ -170,8 +170,8 @@ class C2SActor(RunQueueActor):
                     )
                 case DeliverToUser() | RoutePresencesOf():
                     self.node.perform([action])
-                case SetSessionInfo(jid, presence, interested):
-                    self.node.set_session_info(jid, self.actor_ref, presence, interested)
+                case SetSessionInfo(jid, presence, interested, pres_from):
+                    self.node.set_session_info(jid, self.actor_ref, presence, interested, pres_from)
                 case SendHeader(attrs):
                     self.conn.write(stream_header(attrs))
                 case SendClose():

@@ -28,6 +28,7 @@ from routing.router import Router
 from routing.sessions import LocalSessionManager
 from storage.accounts import AccountExists
 from xmpp import sasl
+from xmpp.jid import JID, JIDMalformed
 
 log = logging.getLogger("xmppd.node")
 
@@ -83,7 +84,8 @@ class Node:
         self.hosts = {host.name: host for host in config.hosts}
         self.router = Router(self.sessions, self.hosts, deliver=_deliver)
         self.features = Registry.from_modules(feature_modules(), self._settings())
-        self.router.inbound_presence = self._hook(self.features.inbound_presence)
+        inbound = self._hook(self.features.inbound_presence)
+        self.router.inbound_presence = inbound and partial(self._inbound_presence, inbound)
         self.router.undeliverable = self._hook(self.features.undeliverable_message)
         self.actors: dict[str, C2SActor] = {}
         self.per_ip: Counter[str] = Counter()
@@ -123,6 +125,30 @@ class Node:
             return None
         bound = partial(hook, settings=self.features.settings)
         return lambda stanza: self.offload(bound, stanza)
+
+    def _inbound_presence(self, offload: Callable, stanza: Any) -> None:
+        if stanza.get("type") != "probe" or not self._probe_answered_here(stanza):
+            offload(stanza)
+
+    def _probe_answered_here(self, probe: Any) -> bool:
+        """A probe of an account with an available session is answered from what its sessions
+        know of its subscriptions, the answer inbound_probe reads from storage (RFC 6121
+        §4.3.2), without a storage read or a lane hop: every login probes every contact."""
+        try:
+            contact = JID.parse(probe.get("to") or "").bare
+            prober = JID.parse(probe.get("from") or "")
+        except JIDMalformed:
+            return False
+        known = [
+            entry.pres_from
+            for entry in self.sessions.resources(contact)
+            if entry.available and entry.pres_from is not None
+        ]
+        if not known:
+            return False  # offline, or not told yet: storage answers (with the last logout)
+        if prober.bare == contact or str(prober.bare) in known[0]:
+            self.perform([RoutePresencesOf(contact, str(prober))])
+        return True
 
     def _load_tls(self) -> TLSCertificates:
         return TLSCertificates.load(
@@ -260,7 +286,9 @@ class Node:
     def close_session(self, jid: Any, ref: Any) -> None:
         self.sessions.close(jid, ref)
 
-    def set_session_info(self, jid: Any, ref: Any, presence: Any, interested: Any) -> None:
+    def set_session_info(
+        self, jid: Any, ref: Any, presence: Any, interested: Any, pres_from: Any = None
+    ) -> None:
         entry = self.sessions.get(jid)
         if entry is None or entry.handle is not ref:
             return
@@ -268,6 +296,8 @@ class Node:
             entry.presence = presence
         if interested is not None:
             entry.interested = interested
+        if pres_from is not None:
+            entry.pres_from = pres_from
 
     # --- server-side work: what features return outside any session ------------------------
 

@@ -63,11 +63,13 @@ def load_roster(storage: Any, username: str, domain: str) -> tuple[str, list[Ros
 
 def roster_in(loaded: Any, data: Any) -> tuple[Any, list]:
     if isinstance(loaded, Exception):
-        loaded = ("0", [])  # broadcast to nobody rather than hold presence for ever
+        # Broadcast to nobody rather than hold presence for ever; probes of this account
+        # are still answered from storage.
+        return roster_known(data, [], known=False)
     return roster_known(data, loaded[1])
 
 
-def roster_known(data: Any, items: list[RosterItem]) -> tuple[Any, list]:
+def roster_known(data: Any, items: list[RosterItem], known: bool = True) -> tuple[Any, list]:
     """The roster arrived: who gets our presence, whose we get, requests still unanswered;
     presence held meanwhile is broadcast now."""
     state = im(data)
@@ -79,7 +81,7 @@ def roster_known(data: Any, items: list[RosterItem]) -> tuple[Any, list]:
         pending_requests=tuple(i.pending_in_stanza for i in items if i.pending_in_stanza),
         held=(),
     )
-    actions: list = []
+    actions: list = [SetSessionInfo(data.jid, pres_from=im(data).pres_from)] if known else []
     for presence in state.held:
         data, more = broadcast(presence, data)
         actions += more

@@ -13,7 +13,7 @@ from features import subscription
 from features.im import im, with_im
 from features.registry import handles_iq
 from features.replies import error, result
-from fsm.core import DeliverToUser, Query, Route, RoutePresencesOf, Send
+from fsm.core import DeliverToUser, Query, Route, RoutePresencesOf, Send, SetSessionInfo
 from storage.im import RosterItem
 from xmpp import ns
 from xmpp.jid import JID, JIDMalformed
@@ -185,4 +185,6 @@ def on_deliver(stanza: etree._Element, data: Any) -> tuple[Any, list] | None:
         if subscription in ("to", "both"):
             pres_to |= {contact}
         data = with_im(data, pres_from=pres_from, pres_to=pres_to)
+        told = [SetSessionInfo(data.jid, pres_from=pres_from)] if im(data).roster_loaded else []
+        return data, told + ([Send(stanza)] if im(data).interested else [])
     return data, [Send(stanza)] if im(data).interested else []

@@ -260,11 +260,13 @@ class DeliverToUser:
 @dataclass(frozen=True, slots=True)
 class SetSessionInfo:
     """Record what the session manager tells others about this session: its last presence
-    (for probes), and whether it asked for the roster (roster pushes go to those only)."""
+    (for probes), whether it asked for the roster (roster pushes go to those only), and the
+    contacts subscribed to its presence (probes of an online account are answered from it)."""
 
     jid: Any
     presence: etree._Element | None = None
     interested: bool | None = None
+    pres_from: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

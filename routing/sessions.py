@@ -21,6 +21,7 @@ class SessionEntry:
     priority: int = 0
     presence: Any = None  # the last presence it broadcast (answers probes)
     interested: bool = False  # asked for the roster: roster pushes go to it
+    pres_from: frozenset[str] | None = None  # contacts subscribed to it; None: not known yet
 
 
 class SessionManager(Protocol):

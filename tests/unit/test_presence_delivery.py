@@ -7,7 +7,7 @@ from __future__ import annotations
 from lxml import etree
 
 from features.presence import inbound_subscription
-from fsm.core import DeliverToUser, Query, QueryDone, Route, RoutePresencesOf, Send
+from fsm.core import DeliverToUser, Query, QueryDone, Route, RoutePresencesOf, Send, SetSessionInfo
 from storage.im import RosterItem
 from tests.unit.feature_helpers import HOST, Session, accounts
 from tests.unit.fsm_helpers import element
@@ -107,3 +107,14 @@ def test_an_approval_reaches_a_local_contact_before_the_approvers_presence():
     last = actions[-1]
     assert (str(last.bare), last.to) == ("alice@localhost", "bob@localhost")
     assert not last.unavailable
+
+
+def test_initial_presence_tells_the_session_manager_who_is_subscribed():
+    """The node answers probes of an online account from this (no storage read per probe)."""
+    storage = accounts("alice", "bob", "carol")
+    storage.rosters.put("alice", HOST, RosterItem(jid="bob@localhost", subscription="from"))
+    storage.rosters.put("alice", HOST, RosterItem(jid="carol@localhost", subscription="to"))
+    session = Session(storage)
+    actions = _actions(session, "<presence/>")
+    (told,) = [a for a in actions if isinstance(a, SetSessionInfo) and a.pres_from is not None]
+    assert told.pres_from == frozenset({"bob@localhost"})

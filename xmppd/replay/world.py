@@ -260,8 +260,8 @@ class World:
                     self.sessions.close(jid, m)
                 case SetPresence(jid, available, priority):
                     self.sessions.set_presence(jid, available, priority)
-                case SetSessionInfo(jid, presence, interested):
-                    Node.set_session_info(self, jid, m, presence, interested)  # type: ignore[arg-type]
+                case SetSessionInfo(jid, presence, interested, pres_from):
+                    Node.set_session_info(self, jid, m, presence, interested, pres_from)  # type: ignore[arg-type]
                 case _:
                     m.acts.append(type(action).__name__)
                     self.perform([action])
