@@ -21,9 +21,10 @@ from pykka import ActorDeadError
 
 from actors.c2s import C2SActor
 from actors.connection import Connection
+from actors.randomness import ENTROPY, SystemRandom
 from actors.runtime import Scheduler, run_blocking
 from fsm.core import Deliver, DeliverToUser, Kick, Route, RoutePresencesOf, Timeout
-from fsm.session import C2S, ENTROPY, C2SConfig, Env, SystemRandom
+from fsm.session import C2S, C2SConfig, Env
 from routing.router import Router
 from routing.sessions import LocalSessionManager
 from storage.accounts import AccountExists
@@ -412,7 +413,7 @@ def _ensure_account(storage: Any, username: str, domain: str) -> None:
         if not storage.accounts.exists(username, domain):
             storage.accounts.create(username, domain, {})  # no credentials: test mode only
     except AccountExists:
-        pass  # another session of the same user got there first
+        return  # another session of the same user created it first: what we wanted
     except Exception:  # noqa: BLE001 - the login goes on; the account's features will say
         log.exception("test mode: could not create %s@%s", username, domain)
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from abc import ABC, abstractmethod
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-class Server:
+class Server(ABC):
     name = "?"
 
     def __init__(self, workdir: Path, cache: Path, cert: Path, key: Path, core: int) -> None:
@@ -69,8 +70,9 @@ class Server:
 
     # --- life --------------------------------------------------------------------------------
 
+    @abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """How this server starts in the foreground (Xmppd and Prosody each say)."""
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
