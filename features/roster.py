@@ -175,6 +175,7 @@ def on_deliver(stanza: etree._Element, data: Any) -> tuple[Any, list] | None:
     if not rx.is_push(stanza):
         return None
     pushed = rx.pushed_item(stanza)
+    told: list = []
     if pushed is not None:
         contact, subscription = pushed
         state = im(data)
@@ -185,6 +186,6 @@ def on_deliver(stanza: etree._Element, data: Any) -> tuple[Any, list] | None:
         if subscription in ("to", "both"):
             pres_to |= {contact}
         data = with_im(data, pres_from=pres_from, pres_to=pres_to)
-        told = [SetSessionInfo(data.jid, pres_from=pres_from)] if im(data).roster_loaded else []
-        return data, told + ([Send(stanza)] if im(data).interested else [])
-    return data, [Send(stanza)] if im(data).interested else []
+        if im(data).roster_loaded:  # the node answers probes from it (actors/node.py)
+            told.append(SetSessionInfo(data.jid, pres_from=pres_from))
+    return data, told + ([Send(stanza)] if im(data).interested else [])
