@@ -6,10 +6,11 @@ import asyncio
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actors.c2s import TestCrash
 from fsm.core import Kick
 
 log = logging.getLogger("xmppd.admin")
@@ -24,6 +25,17 @@ class AdminServer:
         self.node = node
         self.path = path
         self.server: asyncio.base_events.Server | None = None
+        self.commands: dict[str, Callable[..., Any]] = {
+            "status": self.cmd_status,
+            "sessions": self.cmd_sessions,
+            "session": self.cmd_session,
+            "kick": self.cmd_kick,
+            "trace": self.cmd_trace,
+        }
+
+    def register(self, name: str, command: Callable[..., Any]) -> None:
+        """Add a command (plugins do, e.g. the tests' crash command)."""
+        self.commands[name] = command
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +76,7 @@ class AdminServer:
     # --- commands ----------------------------------------------------------------------------
 
     def handle(self, cmd: str, args: dict) -> Any:
-        handler = getattr(self, f"cmd_{cmd}", None)
+        handler = self.commands.get(cmd)
         if handler is None:
             raise AdminError(f"unknown command {cmd!r}")
         return handler(**args)
@@ -74,6 +86,8 @@ class AdminServer:
             "connections": len(self.node.actors),
             "sessions": self.node.sessions.count(),
             "started": self.node.started,
+            "uptime_s": round(time.time() - self.node.started, 1),
+            "node": self.node.node_id,
             "hosts": list(self.node.hosts),
         }
 
@@ -86,22 +100,19 @@ class AdminServer:
         return sorted(rows, key=lambda r: r["state_since"])
 
     def cmd_session(self, id: str) -> dict:
-        actor = self._find(id)
+        actor = self.find(id)
         info = actor.info()
-        info["transitions"] = [
-            {"from": before, "event": event, "to": after, "at": at}
-            for before, event, after, at in actor.transitions
-        ]
+        info["transitions"] = actor.history()
         return info
 
     def cmd_kick(self, id: str, condition: str = "policy-violation") -> dict:
-        actor = self._find(id)
+        actor = self.find(id)
         actor.actor_ref.tell(Kick(condition, "kicked by the administrator"))
         return {"kicked": actor.id}
 
     def cmd_trace(self, id: str, action: str = "start", secrets: bool | None = None) -> dict:
         """Start (with a snapshot of the machine) or stop tracing one session."""
-        actor = self._find(id)
+        actor = self.find(id)
         if action == "stop":
             if actor.trace is None:
                 raise AdminError(f"session {actor.id} is not being traced")
@@ -111,19 +122,12 @@ class AdminServer:
         if action != "start":
             raise AdminError(f"trace {action!r}: want start or stop")
         actor.stop_trace("replaced")
-        directory = self.node.trace_dir or self.node.config.server.data_dir / "traces"
-        tracer = self.node.tracer(actor.data, directory, secrets)
+        tracer = self.node.tracing.new(actor.data, secrets=secrets)
         actor.start_trace(tracer, snapshot=True)
         return {"tracing": actor.id, "file": str(tracer.path)}
 
-    def cmd_crash(self, id: str) -> dict:
-        if not self.node.test_hooks:
-            raise AdminError("test hooks are off (start the node with XMPPD_TEST_HOOKS=1)")
-        actor = self._find(id)
-        actor.actor_ref.tell(TestCrash())
-        return {"crashed": actor.id}
-
-    def _find(self, ident: str) -> Any:
+    def find(self, ident: str) -> Any:
+        """The actor of a session by connection id, full JID or stream id."""
         actor = self.node.actors.get(ident)
         if actor is not None:
             return actor

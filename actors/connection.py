@@ -1,5 +1,6 @@
-"""One client socket: TLS as an SSLObject over MemoryBIOs, the stream parser, shaping, batched
-writes. It turns bytes into FSM events for its actor and writes what the actor sends."""
+"""One TCP connection (STARTTLS or direct TLS), the first implementation of actors/transport.py:
+TLS as an SSLObject over MemoryBIOs, the stream parser, shaping, batched writes. It turns bytes
+into FSM events for its actor and writes what the actor sends."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from pykka import ActorDeadError
 
 from fsm.core import ConnectionLost, TLSEstablished
-from xmpp.stream import StreamBroken, StreamParser
+from xmpp.stream import STREAM_CLOSE, StreamBroken, StreamParser, stream_header
 
 log = logging.getLogger("xmppd.c2s")
 
@@ -71,7 +72,7 @@ class Connection(asyncio.Protocol):
         self._close_after_handshake = False
         self.paused = False
         self.peer = ""
-        self.certs: Any = None  # actors.node.TLSCertificates, taken when TLS starts
+        self.certs: Any = None  # xmppd.certs.TLSCertificates, taken when TLS starts
         self.tls_version: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.trace: Any = None  # the session's actors.trace.Tracer while it is traced
@@ -195,7 +196,7 @@ class Connection(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
 
-    def restart_stream(self) -> None:
+    def restart(self) -> None:
         self.parser = StreamParser(self.max_stanza_bytes)
 
     # --- TLS ---------------------------------------------------------------------------------
@@ -246,6 +247,15 @@ class Connection(asyncio.Protocol):
             self.transport.write(data)
 
     # --- output ------------------------------------------------------------------------------
+
+    def send_header(self, attrs: dict[str, str]) -> None:
+        self.write(stream_header(attrs))
+
+    def send(self, data: bytes) -> None:
+        self.write(data)
+
+    def send_close(self) -> None:
+        self.write(STREAM_CLOSE)
 
     def write(self, data: bytes) -> None:
         """Queue bytes; everything queued in one loop iteration goes out in one write."""

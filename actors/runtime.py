@@ -53,7 +53,6 @@ _DEADLOCK = (
 
 _lock = threading.Lock()  # guards future/flag state shared with non-scheduler threads
 _scheduler_threads: dict[int, Scheduler] = {}  # loop thread id -> its scheduler
-_default: Scheduler | None = None
 _local = threading.local()  # .starting: the scheduler Scheduler.start() is starting on
 
 
@@ -63,7 +62,7 @@ class Scheduler:
     Actors find their scheduler when constructed: the class attribute
     `RunQueueActor.actor_scheduler` if a subclass sets it, else `Scheduler.current()`: the one
     passed to `Scheduler.start()`, else the one whose loop runs in this thread (so actors started
-    by actors stay on their scheduler), else the one `install()`ed as the process default.
+    by actors stay on their scheduler).
     """
 
     def __init__(
@@ -110,17 +109,11 @@ class Scheduler:
         starting = getattr(_local, "starting", None)
         if starting is not None:
             return starting
-        scheduler = _scheduler_threads.get(threading.get_ident(), _default)
+        scheduler = _scheduler_threads.get(threading.get_ident())
         if scheduler is None:
-            msg = "no actor scheduler here: install() one or use Scheduler.start()"
+            msg = "no actor scheduler here: use Scheduler.start()"
             raise RuntimeError(msg)
         return scheduler
-
-    def install(self) -> Scheduler:
-        """Make this the process default scheduler, for actors started outside any loop."""
-        global _default
-        _default = self
-        return self
 
     def start(self, actor_class: type[A], *args: Any, **kwargs: Any) -> pykka.ActorRef[A]:
         """`actor_class.start(*args, **kwargs)` on this scheduler, from any thread."""
@@ -140,7 +133,6 @@ class Scheduler:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread pool and, if in_thread() made it, the loop and its thread."""
-        global _default
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self._own_thread is not None:
             self.loop.call_soon_threadsafe(self.loop.stop)
@@ -149,8 +141,6 @@ class Scheduler:
                 self.loop.close()
         if self._thread_id is not None and _scheduler_threads.get(self._thread_id) is self:
             del _scheduler_threads[self._thread_id]
-        if _default is self:
-            _default = None
 
     def _bind_thread(self) -> None:
         self._thread_id = threading.get_ident()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fsm import tracefmt as tf
-from fsm.session import C2S, Env
+from fsm.session import C2S
 
 # SASL payloads are redacted unless secrets are recorded: the text of these elements.
 _SASL_TEXT = re.compile(
@@ -88,7 +88,8 @@ class Tracer:
 
     def wrap(self, data: C2S) -> C2S:
         """The data with its clock and randomness recorded."""
-        env = Env(self._clock, RecordingRandom(self.original_env.random, self))
+        random = RecordingRandom(self.original_env.random, self)
+        env = dataclasses.replace(self.original_env, clock=self._clock, random=random)
         return dataclasses.replace(data, env=env)
 
     def unwrap(self, data: C2S) -> C2S:
@@ -153,8 +154,6 @@ def _config(data: C2S, secrets: bool) -> dict:
     out = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if f.name == "replay_sasl":
-            continue
         if f.name == "fake_salt_secret" and not secrets:
             value = tf.REDACTED
         out[f.name] = tf.encode(value)
@@ -172,3 +171,31 @@ def _action(action: Any, secrets: bool) -> str:
     if name == "CheckPassword" and not secrets:
         fields["password"] = tf.REDACTED
     return f"{name} {tf.dumps(fields)}" if fields else name
+
+
+class Tracing:
+    """Makes trace files: for every session (`xmppd serve --trace DIR`), or for one on demand
+    (`xmppctl trace start ID`, into `directory` or the data directory's traces/)."""
+
+    def __init__(self, directory: Path | None, fallback: Path, *, secrets: bool = False,
+                 settings: Any = None, limits: dict[str, int] | None = None) -> None:  # fmt: skip
+        self.directory = directory
+        self.fallback = fallback
+        self.secrets = secrets
+        self.settings = settings
+        self.limits = limits or {}
+
+    @property
+    def every_session(self) -> bool:
+        return self.directory is not None
+
+    def new(self, data: C2S, directory: Path | None = None, secrets: bool | None = None) -> Tracer:
+        """A trace file for the session whose data this is (docs/traces.md)."""
+        directory = Path(directory or self.directory or self.fallback)
+        directory.mkdir(parents=True, exist_ok=True)
+        secrets = self.secrets if secrets is None else secrets
+        path, n = directory / f"{data.conn_id}.trace", 1
+        while path.exists():  # traced again after `trace stop`: a new file
+            n += 1
+            path = directory / f"{data.conn_id}.{n}.trace"
+        return Tracer(path, data, secrets=secrets, settings=self.settings, limits=self.limits)

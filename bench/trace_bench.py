@@ -16,10 +16,9 @@ from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from actors.c2s import C2SActor, TestCrash  # noqa: E402
 from lxml import etree  # noqa: E402
 
-from actors.c2s import C2SActor, TestCrash  # noqa: E402
-from actors.node import feature_modules  # noqa: E402
 from actors.randomness import SystemRandom  # noqa: E402
 from actors.trace import Tracer  # noqa: E402
 from features.registry import Registry  # noqa: E402
@@ -27,6 +26,7 @@ from fsm import c2s  # noqa: E402
 from fsm.core import Deliver  # noqa: E402
 from fsm.session import C2S, C2SConfig, Env  # noqa: E402
 from xmpp.jid import JID  # noqa: E402
+from xmppd.node import feature_modules  # noqa: E402
 
 N = 20_000
 LOG = logging.getLogger("xmppd.c2s")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,9 +33,6 @@ class Settings:
     max_private_bytes: int = 65536
     started: float = 0.0  # when the node started (XEP-0012 uptime)
     version: str = ""
-
-    def uptime(self) -> float:
-        return time.time() - self.started
 
 
 def im(data: Any) -> IM:

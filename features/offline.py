@@ -8,7 +8,8 @@ from typing import Any
 
 from lxml import etree
 
-from fsm.core import Route
+from features.hooks import HookResult, ServerContext, Stop, hook
+from fsm.core import Route, Work
 from xmpp import ns
 from xmpp.errors import error_reply
 from xmpp.jid import JID, JIDMalformed
@@ -41,12 +42,20 @@ def storable(message: etree._Element) -> bool:
     return message.find(BODY) is not None
 
 
-def undeliverable_message(storage: Any, message: etree._Element, settings: Any) -> list:
-    """A message to a local account that no session can take. Runs on the thread pool."""
+@hook("undeliverable_message")
+def undeliverable_message(message: etree._Element, context: ServerContext) -> HookResult:
+    """A message to a local account that no session can take: kept on the account's lane."""
     try:
         user = JID.parse(message.get("to") or "").bare
     except JIDMalformed:
-        return []
+        return Stop()
+    limit = context.settings.max_offline_messages
+    return Stop([Work(str(user), store_offline, (message, limit))])
+
+
+def store_offline(storage: Any, message: etree._Element, limit: int) -> list:
+    """On the account's lane: keep the message, or bounce it (no such account, storage full)."""
+    user = JID.parse(message.get("to") or "").bare
     kind = message.get("type") or "normal"
     if not storage.accounts.exists(user.local, user.domain):
         return _bounce(message, "service-unavailable")  # RFC 6121 §8.5.1
@@ -55,9 +64,7 @@ def undeliverable_message(storage: Any, message: etree._Element, settings: Any) 
     if not storable(message):
         return []  # chat states and receipts only matter to a session that is there
     message.append(delay(user.domain, time.time(), "Offline Storage"))
-    if storage.offline.push(
-        user.local, user.domain, serialize(message).decode(), settings.max_offline_messages
-    ):
+    if storage.offline.push(user.local, user.domain, serialize(message).decode(), limit):
         return []
     message.remove(message[-1])
     return _bounce(message, "service-unavailable", "the recipient's offline storage is full")

@@ -13,6 +13,7 @@ from lxml import etree
 
 from features import roster_xml as rx
 from features import subscription
+from features.hooks import Continue, HookResult, ServerContext, Stop, hook
 from features.im import im, with_im
 from features.offline import delay
 from fsm.core import (
@@ -23,6 +24,7 @@ from fsm.core import (
     Send,
     SetPresence,
     SetSessionInfo,
+    Work,
 )
 from storage.im import RosterItem
 from xmpp import ns
@@ -37,7 +39,14 @@ SUBSCRIPTIONS = frozenset(("subscribe", "subscribed", "unsubscribe", "unsubscrib
 # --- presence the client sends -----------------------------------------------------------------
 
 
-def client_presence(presence: etree._Element, data: Any) -> tuple[Any, list]:
+@hook("client_presence")
+def client_presence(presence: etree._Element, data: Any) -> HookResult:
+    """Every presence a client sends is this module's: nothing after it handles presence."""
+    data, actions = handle_client_presence(presence, data)
+    return Stop(actions, data)
+
+
+def handle_client_presence(presence: etree._Element, data: Any) -> tuple[Any, list]:
     kind = presence.get("type")
     to = presence.get("to")
     if kind in SUBSCRIPTIONS:
@@ -142,6 +151,11 @@ def directed(presence: etree._Element, data: Any) -> tuple[Any, list]:
     return data, [Route(presence)]
 
 
+@hook("session_closed")
+def session_closed(_stanza: None, data: Any) -> HookResult:
+    return Continue(session_end(data))
+
+
 def session_end(data: Any) -> list:
     """The session ends without saying goodbye: whoever saw us available hears we left."""
     state = im(data)
@@ -214,10 +228,72 @@ def after_outbound(presence: etree._Element, applied: Any, data: Any) -> tuple[A
     return data, actions
 
 
-# --- presence reaching a local account: runs on the thread pool, with the storage -------------
+# --- what the user's sessions learn of the roster -----------------------------------------------
 
 
-def inbound_presence(storage: Any, stanza: etree._Element, settings: Any = None) -> list:
+@hook("roster_changed")
+def roster_changed(push: etree._Element, data: Any) -> HookResult:
+    """Every session hears every push, so that who gets its presence, and whose it asks for,
+    stays right whether or not it asked for the roster."""
+    pushed = rx.pushed_item(push)
+    if pushed is None:
+        return None
+    contact, kind = pushed
+    state = im(data)
+    pres_from = state.pres_from - {contact}
+    pres_to = state.pres_to - {contact}
+    if kind in ("from", "both"):
+        pres_from |= {contact}
+    if kind in ("to", "both"):
+        pres_to |= {contact}
+    data = with_im(data, pres_from=pres_from, pres_to=pres_to)
+    # Probes of the account are answered from what its sessions know (inbound_presence).
+    told = [SetSessionInfo(data.jid, pres_from=pres_from)] if state.roster_loaded else []
+    return Continue(told, data)
+
+
+# --- presence reaching a local account ------------------------------------------------------------
+
+
+@hook("inbound_presence")
+def inbound_presence(stanza: etree._Element, context: ServerContext) -> HookResult:
+    """Subscriptions and probes to a local account are worked out on its lane, with its
+    roster; a probe of an account with an available session is answered at once."""
+    if stanza.get("type") == "probe":
+        answer = probe_answered_by_sessions(stanza, context.sessions)
+        if answer is not None:
+            return Stop(answer)
+    try:
+        account = str(JID.parse(stanza.get("to") or "").bare)
+    except JIDMalformed:
+        return Stop()
+    return Stop([Work(account, inbound_presence_work, (stanza,))])
+
+
+def probe_answered_by_sessions(probe: etree._Element, sessions: Any) -> list | None:
+    """A probe of an account with an available session is answered from what its sessions
+    know of its subscriptions, the answer inbound_probe reads from storage (RFC 6121 §4.3.2),
+    without a storage read or a lane hop: every login probes every contact. None when the
+    sessions cannot tell (offline, or not told yet: storage answers, with the last logout)."""
+    try:
+        contact = JID.parse(probe.get("to") or "").bare
+        prober = JID.parse(probe.get("from") or "")
+    except JIDMalformed:
+        return None
+    known = [
+        entry.pres_from
+        for entry in sessions.resources(contact)
+        if entry.available and entry.pres_from is not None
+    ]
+    if not known:
+        return None
+    if prober.bare == contact or str(prober.bare) in known[0]:
+        return [RoutePresencesOf(contact, str(prober))]
+    return []
+
+
+def inbound_presence_work(storage: Any, stanza: etree._Element) -> list:
+    """On the account's lane, with the storage."""
     try:
         user = JID.parse(stanza.get("to") or "").bare
         sender = JID.parse(stanza.get("from") or "")

@@ -1,4 +1,5 @@
-"""The feature registry: IQ handlers found by (type, namespace, addressee), and disco's list."""
+"""The feature registry: IQ handlers found by (type, namespace, addressee), the hooks' subscribers
+in order, and disco's list."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from lxml import etree
 
-from fsm.core import Send
+from features.hooks import DEFAULT_ORDER, SERVER_HOOKS, SESSION_HOOKS, ServerContext, Stop
 from xmpp.jid import JID, JIDMalformed
 
 Handler = Callable[[etree._Element, Any], list]
@@ -37,14 +38,8 @@ class Registry:
         self.disco_features: set[str] = set()  # the server's disco#info features
         self.account_features: set[str] = set()  # what it answers for an account's bare JID
         self._stream_features: list[Callable[[Any], list[etree._Element]]] = []
-        self._on_deliver: list[Callable] = []
-        self._session_end: list[Callable] = []
-        self._client_presence: Callable | None = None
-        # Server-side hooks the node hands the router (they run on the thread pool, with the
-        # storage, and return actions for the node): presence to a local account (probes,
-        # subscriptions), and a message no session can take (offline storage).
-        self.inbound_presence: Callable | None = None
-        self.undeliverable_message: Callable | None = None
+        self._subscribers: dict[str, list[tuple[int, int, Callable]]] = {}
+        self._memo: dict[tuple, Any] = {}
         self.modules: list[ModuleType] = []
 
     @classmethod
@@ -62,35 +57,64 @@ class Registry:
                     self.disco_features.add(namespace)
                 if to in ("account", "any"):
                     self.account_features.add(namespace)
+            for name, order in getattr(value, "xmppd_hooks", ()):
+                self.subscribe(name, value, order)
         self.disco_features.update(getattr(module, "DISCO_FEATURES", ()))
         if hasattr(module, "stream_features"):
             self._stream_features.append(module.stream_features)
-        if hasattr(module, "on_deliver"):
-            self._on_deliver.append(module.on_deliver)
-        if hasattr(module, "session_end"):
-            self._session_end.append(module.session_end)
-        self._client_presence = getattr(module, "client_presence", self._client_presence)
-        self.inbound_presence = getattr(module, "inbound_presence", self.inbound_presence)
-        self.undeliverable_message = getattr(
-            module, "undeliverable_message", self.undeliverable_message
-        )
         self.modules.append(module)
+        self._memo.clear()
 
-    def client_presence(self, presence: etree._Element, data: Any) -> tuple[Any, list] | None:
-        if self._client_presence is None:
+    def subscribe(self, name: str, fn: Callable, order: int = DEFAULT_ORDER) -> None:
+        """Add `fn` to the hook `name`: subscribers run by order, then by when they came."""
+        if name not in SESSION_HOOKS | SERVER_HOOKS:
+            raise ValueError(f"no hook named {name!r}")
+        subscribers = self._subscribers.setdefault(name, [])
+        subscribers.append((order, len(subscribers), fn))
+        subscribers.sort(key=lambda entry: entry[:2])
+
+    def subscribers(self, name: str) -> list[Callable]:
+        return [fn for _order, _n, fn in self._subscribers.get(name, ())]
+
+    # --- the port fsm/ sees (fsm.session.Features) -------------------------------------------
+
+    def run(self, hook: str, stanza: etree._Element | None, data: Any) -> tuple[Any, list, bool]:
+        """Run a session hook: (data, actions, whether a subscriber stopped the chain)."""
+        subscribers = self._subscribers.get(hook)
+        if not subscribers:
+            return data, [], False
+        actions: list = []
+        for _order, _n, fn in subscribers:
+            outcome = fn(stanza, data)
+            if outcome is None:
+                continue
+            if outcome.data is not None:
+                data = outcome.data
+            actions += outcome.actions
+            if isinstance(outcome, Stop):
+                return data, actions, True
+        return data, actions, False
+
+    def run_server(self, hook: str, stanza: etree._Element, context: ServerContext) -> list | None:
+        """Run a server hook: the actions its subscribers return; None when it has none."""
+        subscribers = self._subscribers.get(hook)
+        if not subscribers:
             return None
-        return self._client_presence(presence, data)
+        actions: list = []
+        for _order, _n, fn in subscribers:
+            outcome = fn(stanza, context)
+            if outcome is None:
+                continue
+            actions += outcome.actions
+            if isinstance(outcome, Stop):
+                break
+        return actions
 
-    def deliver(self, stanza: etree._Element, data: Any) -> tuple[Any, list]:
-        """The first feature that claims a routed stanza decides; else it is written as is."""
-        for hook in self._on_deliver:
-            handled = hook(stanza, data)
-            if handled is not None:
-                return handled
-        return data, [Send(stanza)]
-
-    def session_end(self, data: Any) -> list:
-        return [action for hook in self._session_end for action in hook(data)]
+    def memo(self, key: tuple, build: Callable[[], Any]) -> Any:
+        value = self._memo.get(key)
+        if value is None:
+            value = self._memo[key] = build()
+        return value
 
     def stream_features(self, data: Any) -> list[etree._Element]:
         return [el for provide in self._stream_features for el in provide(data)]

@@ -10,10 +10,11 @@ from lxml import etree
 
 from features import roster_xml as rx
 from features import subscription
+from features.hooks import HookResult, Stop, hook
 from features.im import im, with_im
 from features.registry import handles_iq
 from features.replies import error, result
-from fsm.core import DeliverToUser, Query, Route, RoutePresencesOf, Send, SetSessionInfo
+from fsm.core import DeliverToUser, Query, Route, RoutePresencesOf, Send
 from storage.im import RosterItem
 from xmpp import ns
 from xmpp.jid import JID, JIDMalformed
@@ -169,23 +170,11 @@ def _subscription(sender: JID, to: str, kind: str) -> etree._Element:
 # --- pushes reaching a session -----------------------------------------------------------------
 
 
-def on_deliver(stanza: etree._Element, data: Any) -> tuple[Any, list] | None:
-    """Every session hears every push, so its presence bookkeeping stays right; only those
-    that asked for the roster see them (RFC 6121 §2.1.6)."""
+@hook("deliver", order=20)
+def roster_push(stanza: etree._Element, data: Any) -> HookResult:
+    """A push reaches every session, so that the roster_changed subscribers keep the session's
+    bookkeeping right; only those that asked for the roster see it (RFC 6121 §2.1.6)."""
     if not rx.is_push(stanza):
         return None
-    pushed = rx.pushed_item(stanza)
-    told: list = []
-    if pushed is not None:
-        contact, subscription = pushed
-        state = im(data)
-        pres_from = state.pres_from - {contact}
-        pres_to = state.pres_to - {contact}
-        if subscription in ("from", "both"):
-            pres_from |= {contact}
-        if subscription in ("to", "both"):
-            pres_to |= {contact}
-        data = with_im(data, pres_from=pres_from, pres_to=pres_to)
-        if im(data).roster_loaded:  # the node answers probes from it (actors/node.py)
-            told.append(SetSessionInfo(data.jid, pres_from=pres_from))
-    return data, told + ([Send(stanza)] if im(data).interested else [])
+    data, told, _ = data.features.run("roster_changed", stanza, data)
+    return Stop([*told, Send(stanza)] if im(data).interested else told, data)

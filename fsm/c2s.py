@@ -15,7 +15,6 @@ from fsm.core import (
     ConnectionLost,
     CredentialsLoaded,
     Deliver,
-    EnsureAccount,
     Kick,
     LoadCredentials,
     OpenSession,
@@ -40,7 +39,7 @@ from fsm.core import (
     TLSEstablished,
     Transition,
 )
-from fsm.session import C2S, C2SConfig, TLSInfo
+from fsm.session import C2S, TLSInfo
 from xmpp import ns, sasl
 from xmpp.errors import error_reply, stream_error
 from xmpp.jid import JID, JIDMalformed
@@ -55,6 +54,9 @@ BIND = q(ns.BIND, "bind")
 SESSION = q(ns.SESSION, "session")
 IQ = q(ns.CLIENT, "iq")
 PRESENCE = q(ns.CLIENT, "presence")
+MESSAGE = q(ns.CLIENT, "message")
+# The hook that sees each kind of stanza a bound client sends (features/ subscribe to them).
+CLIENT_HOOKS = {MESSAGE: "client_message", PRESENCE: "client_presence", IQ: "client_iq"}
 STAY = "(stay)"
 # RFC 6120 §4.7.4: an xml:lang that is not a language tag (BCP 47 form) is not echoed back.
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
@@ -134,7 +136,9 @@ def wait_for_bind(event, data: C2S) -> Transition:
             iq_id, _ = data.pending_bind
             reply = x.bind_result(_with_id(iq_id), str(jid))
             data = replace(data, jid=jid, pending_bind=None)
-            return Transition("wait_for_session", data, [CancelTimer("auth"), Send(reply)])
+            data, opened, _ = data.features.run("session_opened", None, data)
+            actions = [CancelTimer("auth"), Send(reply), *opened]
+            return Transition("wait_for_session", data, actions)
         case QueryDone(then, result):
             return then_stay(then(result, data))
         case SessionOpened(jid, error) if data.pending_bind:
@@ -172,7 +176,8 @@ def session_established(event, data: C2S) -> Transition:
         case StreamElement(el) if el.tag in STANZAS:
             return client_stanza(el, data)
         case Deliver(stanza):
-            return then_stay(data.features.deliver(stanza, data))
+            data, actions, stopped = data.features.run("deliver", stanza, data)
+            return stay(data, *actions) if stopped else stay(data, *actions, Send(stanza))
         case QueryDone(then, result):
             return then_stay(then(result, data))
         case Timeout("idle") if data.pending_ping is None:
@@ -274,7 +279,8 @@ def release(data: C2S) -> list:
     """Free the session, including one opened for a bind whose answer has not come back;
     whoever saw us available hears that we are gone."""
     if data.jid is not None:
-        return [*data.features.session_end(data), CloseSession(data.jid)]
+        _, actions, _ = data.features.run("session_closed", None, data)
+        return [*actions, CloseSession(data.jid)]
     if data.pending_bind is not None:
         return [CloseSession(data.pending_bind[1])]
     return []
@@ -334,28 +340,19 @@ def _header_attrs(data: C2S, client: dict[str, str]) -> dict[str, str]:
     return attrs
 
 
-# <stream:features/> as sent, by what decides it: every login sends it three times, and
-# building it is a good part of a stream restart. Entries hold their config and registry, so an
-# id() is never taken for a newer object's; the few keys (hosts x TLS states x stages) of a
-# node's listeners fit, and a replay's worlds come and go, hence the bound.
-_FEATURES: dict[tuple, tuple[C2SConfig, object, etree._Element]] = {}
-_FEATURES_MAX = 256
-
-
 def features_element(data: C2S) -> etree._Element:
     """The stream features of this stage, shared between sessions: never modify it. What is
     offered depends on the listener's configuration, the host, the TLS state and the feature
     registry, never on one session (features/ offer the same to every session of a host)."""
     bindings = tuple(sorted(data.tls.channel_bindings)) if data.tls is not None else None
-    key = (id(data.config), id(data.features), data.domain, data.authenticated, bindings)
-    cached = _FEATURES.get(key)
-    if cached is not None and cached[0] is data.config and cached[1] is data.features:
-        return cached[2]
-    element = x.features(stream_features(data))
-    if len(_FEATURES) >= _FEATURES_MAX:
-        _FEATURES.clear()
-    _FEATURES[key] = (data.config, data.features, element)
-    return element
+    # Every login sends the features three times: the registry keeps each stage's element.
+    key = ("stream-features", id(data.config), data.domain, data.authenticated, bindings)
+    config, element = data.features.memo(key, lambda: (data.config, _features(data)))
+    return element if config is data.config else _features(data)
+
+
+def _features(data: C2S) -> etree._Element:
+    return x.features(stream_features(data))
 
 
 def stream_features(data: C2S) -> list[etree._Element]:
@@ -397,14 +394,23 @@ def sasl_auth(el: etree._Element, data: C2S) -> Transition:
         return sasl_fail(data, "encryption-required", "use STARTTLS first")
     name = el.get("mechanism") or ""
     offered = offered_mechanisms(data)
-    scripted = data.config.replay_sasl(name, data) if data.config.replay_sasl else None
-    if name not in offered and scripted is None:
-        return sasl_fail(data, "invalid-mechanism")
     try:
         payload = x.sasl_payload(el)
     except x.BadEncoding:
-        return sasl_fail(data, "incorrect-encoding")
-    mechanism = scripted or sasl.make_mechanism(
+        return sasl_fail(data, "incorrect-encoding" if name in offered else "invalid-mechanism")
+    make = data.env.mechanisms or mechanism_for
+    mechanism = make(name, data, offered)
+    if mechanism is None:
+        return sasl_fail(data, "invalid-mechanism")
+    data = replace(data, sasl=mechanism, sasl_mechanism=name)
+    return sasl_result(mechanism.step(payload), data)
+
+
+def mechanism_for(name: str, data: C2S, offered: list[str]):
+    """The xmpp.sasl mechanism `name` for this session, or None when it is not on offer."""
+    if name not in offered:
+        return None
+    return sasl.make_mechanism(
         name,
         domain=data.domain,
         nonce=data.env.random.nonce() if name.startswith("SCRAM") else "",
@@ -413,8 +419,6 @@ def sasl_auth(el: etree._Element, data: C2S) -> Transition:
         anonymous_username=data.env.random.resource() if name == "ANONYMOUS" else "",
         fake_salt_secret=data.config.fake_salt_secret,
     )
-    data = replace(data, sasl=mechanism, sasl_mechanism=name)
-    return sasl_result(mechanism.step(payload), data)
 
 
 def sasl_result(result, data: C2S) -> Transition:
@@ -424,9 +428,6 @@ def sasl_result(result, data: C2S) -> Transition:
         case sasl.NeedCredentials(username, hash_name):
             load = LoadCredentials(username, data.domain, hash_name)
             return Transition("wait_for_sasl_response", data, [load])
-        case sasl.NeedPasswordCheck(username, _) if data.config.insecure_any_password:
-            state, data, actions = sasl_result(data.sasl.password_checked(True), data)
-            return Transition(state, data, [EnsureAccount(username, data.domain), *actions])
         case sasl.NeedPasswordCheck(username, password):
             check = CheckPassword(username, data.domain, password)
             return Transition("wait_for_sasl_response", data, [check])
@@ -509,14 +510,22 @@ def client_stanza(stanza: etree._Element, data: C2S) -> Transition:
         reply = error_reply(stanza, "jid-malformed")
         reply.attrib.pop("from", None)  # from the server, not from the malformed address
         return stay(data, Send(_to_client(reply, data)))
+    hook = CLIENT_HOOKS[stanza.tag]
+    data, actions, stopped = data.features.run(hook, stanza, data)
+    if stopped:
+        return stay(data, *actions)
+    if actions:
+        transition = client_stanza_default(stanza, to, data)
+        return transition._replace(actions=[*actions, *transition.actions])
+    return client_stanza_default(stanza, to, data)
+
+
+def client_stanza_default(stanza: etree._Element, to: JID | None, data: C2S) -> Transition:
+    """What the machine does with a client's stanza that no hook stopped."""
     if stanza.tag == IQ:
         return client_iq(stanza, to, data)
-    if stanza.tag == PRESENCE:
-        handled = data.features.client_presence(stanza, data)
-        if handled is not None:
-            return then_stay(handled)
-        if to is None:
-            return own_presence(stanza, data)
+    if stanza.tag == PRESENCE and to is None:
+        return own_presence(stanza, data)
     if to is None:
         stanza.set("to", str(data.bare))  # RFC 6120 §10.3.1
     if data.pending_ping is None:
@@ -582,3 +591,9 @@ def _to_client(reply: etree._Element, data: C2S) -> etree._Element:
     else:
         reply.attrib.pop("to", None)
     return reply
+
+
+def crashed(data: C2S) -> list:
+    """What a session owes when its host crashed: the stream error, contacts told it left,
+    the resource freed."""
+    return stop(data, "internal-server-error", "the session failed").actions

@@ -1,4 +1,5 @@
-"""The gen_fsm core: the events a machine consumes, the actions it returns, and `step`."""
+"""The gen_fsm core: the events a machine consumes and the actions it returns (the routing
+actions are routing/actions.py's, re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, NamedTuple
 
 from lxml import etree
 
+from routing.actions import DeliverToUser, Route, RoutePresencesOf, Work
 from xmpp.stream import StreamBroken, StreamClose, StreamElement, StreamOpen
 
 __all__ = [
@@ -35,11 +37,16 @@ __all__ = [
     "CloseSession",
     "SetPresence",
     "Route",
+    "DeliverToUser",
+    "RoutePresencesOf",
+    "Work",
+    "Query",
+    "QueryDone",
+    "SetSessionInfo",
     "SetTimer",
     "CancelTimer",
     "Stop",
     "Transition",
-    "step",
 ]
 
 # --- events beyond what the parser yields ---------------------------------------------------
@@ -156,15 +163,6 @@ class LoadCredentials:
 
 
 @dataclass(frozen=True, slots=True)
-class EnsureAccount:
-    """Test mode only (any password logs in): create the account if it does not exist, as
-    Prosody's insecure authentication lets any user in; before anything else the account does."""
-
-    username: str
-    domain: str
-
-
-@dataclass(frozen=True, slots=True)
 class CheckPassword:
     """Check a PLAIN password against the stored credentials on the thread pool; PasswordChecked
     comes back."""
@@ -194,13 +192,6 @@ class SetPresence:
     jid: Any
     available: bool
     priority: int
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Hand a stanza (with `from` already stamped) to the router."""
-
-    stanza: etree._Element
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,21 +234,6 @@ class QueryDone:
 
 
 @dataclass(frozen=True, slots=True)
-class DeliverToUser:
-    """Hand a copy of `stanza` to every session of the account `bare` (with 'to' set to each
-    session's full JID, unless `keep_to`: a contact's stanza to the bare JID keeps its address,
-    as Prosody delivers it): to those that asked for the roster when `interested_only`, to the
-    available ones when `available_only`; never to `except_jid`."""
-
-    bare: Any  # xmpp.jid.JID
-    stanza: etree._Element
-    interested_only: bool = False
-    available_only: bool = False
-    except_jid: Any = None
-    keep_to: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class SetSessionInfo:
     """Record what the session manager tells others about this session: its last presence
     (for probes), whether it asked for the roster (roster pushes go to those only), and the
@@ -269,18 +245,6 @@ class SetSessionInfo:
     pres_from: frozenset[str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RoutePresencesOf:
-    """Route the current presence of each available session of account `bare` to `to` (as
-    unavailable when `unavailable`); when it has none, route `otherwise` if given."""
-
-    bare: Any
-    to: str
-    unavailable: bool = False
-    otherwise: etree._Element | None = None
-    except_jid: Any = None
-
-
 class Transition(NamedTuple):
     state: str
     data: Any
@@ -288,8 +252,3 @@ class Transition(NamedTuple):
 
 
 StateFunction = Callable[[Any, Any], Transition]
-
-
-def step(states: dict[str, StateFunction], state: str, event: Any, data: Any) -> Transition:
-    """Run one event through the state function named `state`."""
-    return states[state](event, data)

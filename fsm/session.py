@@ -1,4 +1,5 @@
-"""The c2s session data, its injected configuration, clock and randomness, and the feature port."""
+"""The c2s session data, its injected configuration, clock, randomness and SASL mechanisms, and
+the feature port."""
 
 from __future__ import annotations
 
@@ -25,12 +26,6 @@ class C2SConfig:
     auth_timeout: float = 60.0
     ping_timeout: float = 60.0
     fake_salt_secret: bytes = b""
-    # Test-only: any password logs in. Refused by xmppd/ on non-loopback listeners.
-    insecure_any_password: bool = False
-    # Test-only, set by xmppd/replay alone (no configuration file reaches it): builds the SASL
-    # mechanism that plays a log's recorded outcome, for logs without passwords or secrets.
-    # Called as replay_sasl(mechanism_name, data); None means "not scripted".
-    replay_sasl: Callable[[str, Any], Any] | None = None
 
     @property
     def tls_required(self) -> bool:
@@ -46,14 +41,23 @@ class Random(Protocol):
     def iq_id(self) -> str: ...
 
 
+# Makes the SASL mechanism a client asked for: (name, session data, offered names) -> a
+# mechanism of xmpp.sasl, or None when the name is not one on offer. A replay hands in one that
+# plays a log's recorded outcomes; None means fsm.c2s's own.
+MechanismFactory = Callable[[str, Any, list[str]], Any]
+
+
 @dataclass(frozen=True, slots=True)
 class Env:
+    """What the machine consumes from outside, injected so that a replay can prime it."""
+
     clock: Callable[[], float]
     random: Random
+    mechanisms: MechanismFactory | None = None
 
 
 class Features(Protocol):
-    """The feature registry handed to the machine: server-side handlers live in features/."""
+    """The port to features/ (features/registry.py's Registry): the handlers and hooks."""
 
     def stream_features(self, data: Any) -> list[etree._Element]:
         """Extra stream features after authentication (beside bind and session)."""
@@ -62,19 +66,17 @@ class Features(Protocol):
         """Actions answering an IQ addressed to the server or to an account's bare JID;
         None when no feature handles the IQ's namespace."""
 
-    def client_presence(self, presence: etree._Element, data: Any) -> tuple[Any, list] | None:
-        """(data, actions) for a presence the client sent (from already stamped); None when
-        no feature handles presence."""
+    def run(self, hook: str, stanza: etree._Element | None, data: Any) -> tuple[Any, list, bool]:
+        """Run a session hook's subscribers in order: (data, actions, whether one stopped the
+        chain). Hooks: client_presence, client_message, client_iq, deliver, session_opened,
+        session_closed (stanza None for the last two), roster_changed."""
 
-    def deliver(self, stanza: etree._Element, data: Any) -> tuple[Any, list]:
-        """(data, actions) for a stanza routed to this session: normally Send(stanza)."""
-
-    def session_end(self, data: Any) -> list:
-        """Actions owed when the session ends (unavailable presence to whoever saw us)."""
+    def memo(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """A value built once per key (stream features shared by every session)."""
 
 
 class NoFeatures:
-    """A registry with nothing in it."""
+    """No features at all: every hook runs no subscriber."""
 
     def stream_features(self, data: Any) -> list[etree._Element]:
         return []
@@ -82,16 +84,11 @@ class NoFeatures:
     def handle_iq(self, iq: etree._Element, data: Any) -> list | None:
         return None
 
-    def client_presence(self, presence: etree._Element, data: Any) -> tuple[Any, list] | None:
-        return None
+    def run(self, hook: str, stanza: etree._Element | None, data: Any) -> tuple[Any, list, bool]:
+        return data, [], False
 
-    def deliver(self, stanza: etree._Element, data: Any) -> tuple[Any, list]:
-        from fsm.core import Send
-
-        return data, [Send(stanza)]
-
-    def session_end(self, data: Any) -> list:
-        return []
+    def memo(self, key: tuple, build: Callable[[], Any]) -> Any:
+        return build()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +104,7 @@ class C2S:
     conn_id: str
     config: C2SConfig
     env: Env
-    features: Any = field(default_factory=NoFeatures)
+    features: Features = field(default_factory=NoFeatures)
     peer: str = ""
     tls: TLSInfo | None = None
     header_sent: bool = False

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import importlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from lxml import etree
 
 MAGIC = "# xmppd trace 1"
 REDACTED = "[redacted]"
-# Modules whose classes a trace may name (decoding imports them; nothing else is imported).
+# Modules whose classes a trace may name: the resolver handed to decode() loads no others.
 TRUSTED = ("fsm.", "features.", "storage.", "xmpp.", "routing.")
+# Finds the class a trace names ("module:QualName"); xmppd/replay hands one in.
+Resolve = Callable[[str], Any]
 
 # --- bytes <-> one line ----------------------------------------------------------------------
 
@@ -99,20 +101,15 @@ class Opaque:
         return f"<unrecorded {self.path}>"
 
 
-def _load(path: str) -> Any:
-    module, _, name = path.partition(":")
-    if not module.startswith(TRUSTED) and module != "builtins":
-        raise ValueError(f"a trace may not name {path}")
-    obj: Any = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
+def _refuse(path: str) -> Any:
+    raise ValueError(f"no resolver to rebuild {path}")
 
 
-def decode(value: Any) -> Any:
-    """The inverse of encode; raises ValueError for a value it cannot rebuild."""
+def decode(value: Any, resolve: Resolve = _refuse) -> Any:
+    """The inverse of encode; raises ValueError for a value it cannot rebuild. `resolve` finds
+    the classes the value names."""
     if isinstance(value, list):
-        return [decode(v) for v in value]
+        return [decode(v, resolve) for v in value]
     if not isinstance(value, dict):
         return value
     if "$b64" in value:
@@ -120,24 +117,24 @@ def decode(value: Any) -> Any:
     if "$xml" in value:
         return etree.fromstring(value["$xml"])
     if "$dc" in value:
-        cls = _load(value["$dc"])
-        return cls(**{k: decode(v) for k, v in value["f"].items()})
+        cls = resolve(value["$dc"])
+        return cls(**{k: decode(v, resolve) for k, v in value["f"].items()})
     if "$nt" in value:
-        return _load(value["$nt"])(*(decode(v) for v in value["v"]))
+        return resolve(value["$nt"])(*(decode(v, resolve) for v in value["v"]))
     if "$tuple" in value:
-        return tuple(decode(v) for v in value["$tuple"])
+        return tuple(decode(v, resolve) for v in value["$tuple"])
     if "$frozenset" in value:
-        return frozenset(_hashable(decode(v)) for v in value["$frozenset"])
+        return frozenset(_hashable(decode(v, resolve)) for v in value["$frozenset"])
     if "$set" in value:
-        return {_hashable(decode(v)) for v in value["$set"]}
+        return {_hashable(decode(v, resolve)) for v in value["$set"]}
     if "$dict" in value:
-        return {_hashable(decode(k)): decode(v) for k, v in value["$dict"]}
+        return {_hashable(decode(k, resolve)): decode(v, resolve) for k, v in value["$dict"]}
     if "$exc" in value:
-        cls = _load(value["$exc"])
-        return cls(*(decode(a) for a in value["args"]))
+        cls = resolve(value["$exc"])
+        return cls(*(decode(a, resolve) for a in value["args"]))
     if "$opaque" in value:
         return Opaque(value["$opaque"])
-    return {k: decode(v) for k, v in value.items()}
+    return {k: decode(v, resolve) for k, v in value.items()}
 
 
 def _hashable(value: Any) -> Any:
@@ -148,8 +145,8 @@ def dumps(value: Any) -> str:
     return json.dumps(encode(value), ensure_ascii=False, separators=(",", ":"))
 
 
-def loads(text: str) -> Any:
-    return decode(json.loads(text))
+def loads(text: str, resolve: Resolve = _refuse) -> Any:
+    return decode(json.loads(text), resolve)
 
 
 # --- what a trace says about an event --------------------------------------------------------
@@ -190,3 +187,49 @@ def _redact_event(name: str, fields: dict) -> dict:
 
 def redacted(value: Any) -> bool:
     return value == REDACTED
+
+
+# --- what a transition history shows of an event (xmppctl session ID) ------------------------
+
+
+def brief(event: Any) -> tuple:
+    """The little a history keeps of an event: cheap to take, small to hold, no secrets."""
+    name = type(event).__name__
+    element = getattr(event, "element", None)
+    if element is None:
+        element = getattr(event, "stanza", None)
+    if element is not None:
+        first = element[0].tag if len(element) else None
+        return (name, element.tag, element.get("type"), element.get("mechanism"), first)
+    if name == "QueryDone":
+        then = getattr(event.then, "func", event.then)
+        return (name, getattr(then, "__name__", "?"))
+    if name == "StreamOpen":
+        return (name, event.attrs.get("to"))
+    for field in ("condition", "name", "version", "jid", "reason"):
+        value = getattr(event, field, None)
+        if value:
+            return (name, str(value))
+    return (name,)
+
+
+def describe(summary: tuple) -> str:
+    """A brief() as people read it: `<auth mechanism='SCRAM-SHA-256'/>`, `<iq type='set'> bind`,
+    `timeout ping`."""
+    name = summary[0]
+    if len(summary) == 5:
+        _, tag, kind, mechanism, first = summary
+        local = etree.QName(tag).localname if isinstance(tag, str) else "?"
+        attrs = "".join(f" {k}='{v}'" for k, v in (("type", kind), ("mechanism", mechanism)) if v)
+        child = f" {etree.QName(first).localname}" if isinstance(first, str) else ""
+        text = f"<{local}{attrs}/>" if not child else f"<{local}{attrs}>{child}"
+        return f"delivered {text}" if name == "Deliver" else text
+    if name == "StreamOpen":
+        return f"<stream:stream to='{summary[1]}'>" if summary[1] else "<stream:stream>"
+    if name == "StreamClose":
+        return "</stream:stream>"
+    if name == "Timeout":
+        return f"timeout {summary[1]}"
+    if name == "QueryDone":
+        return f"storage answered {summary[1]}"
+    return " ".join(summary)

@@ -1,15 +1,19 @@
-"""The router: hands each stanza to local sessions by RFC 6121 §8.5, or bounces it with an error."""
+"""The router: the branches of Openfire's routePacket (local session, local service, another
+node, remote domain), RFC 6121 §8.5 for a local account's sessions, and the routing actions."""
 
 from __future__ import annotations
 
 import copy
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from lxml import etree
 
+from routing.actions import DeliverToUser, Route, RoutePresencesOf, Work
+from routing.routes import RouteTable, SingleNodeRoutes
 from routing.sessions import SessionEntry, SessionManager
+from routing.work import AccountWork
 from xmpp import ns
 from xmpp.errors import error_reply
 from xmpp.jid import JID, JIDMalformed
@@ -20,30 +24,41 @@ log = logging.getLogger("xmppd.router")
 MESSAGE = q(ns.CLIENT, "message")
 PRESENCE = q(ns.CLIENT, "presence")
 IQ = q(ns.CLIENT, "iq")
-
-# Hands a stanza to a session's handle; False when the session died meanwhile.
-Deliver = Callable[[Any, etree._Element], bool]
-# Server-side handling the node plugs in from features/: it runs off the scheduler and does
-# the delivering, storing or bouncing itself.
-Hook = Callable[[etree._Element], None]
 SUBSCRIPTION_TYPES = frozenset(("subscribe", "subscribed", "unsubscribe", "unsubscribed"))
 SERVER_PRESENCE = SUBSCRIPTION_TYPES | {"probe"}
+
+
+class LocalSessions(Protocol):
+    """This node's own sessions, by address: `deliver` hands a stanza to one and says False
+    when it is gone."""
+
+    def deliver(self, address: str, stanza: etree._Element) -> bool: ...
+
+
+# Server-side hooks of features/ (inbound_presence, undeliverable_message): the actions the
+# subscribers return, or None when nobody subscribes to the hook.
+ServerHooks = Callable[[str, etree._Element], list | None]
 
 
 class Router:
     def __init__(
         self,
-        sessions: SessionManager,
+        node: str,
         hosts: Iterable[str],
-        deliver: Deliver,
+        sessions: SessionManager,
+        local: LocalSessions,
+        work: AccountWork,
+        routes: RouteTable | None = None,
     ) -> None:
-        self.sessions = sessions
+        self.node = node
         self.hosts = frozenset(hosts)
-        self._deliver = deliver
-        # Presence subscriptions and probes to a local account (roster work), and messages
-        # that no session can take (offline storage). Without them: ignored / bounced.
-        self.inbound_presence: Hook | None = None
-        self.undeliverable: Hook | None = None
+        self.sessions = sessions
+        self.local = local
+        self.work = work
+        self.routes = routes if routes is not None else SingleNodeRoutes()
+        self.hooks: ServerHooks = lambda _name, _stanza: None
+
+    # --- routePacket -----------------------------------------------------------------------
 
     def route(self, stanza: etree._Element) -> None:
         """Deliver `stanza` (whose `from` is already stamped) or answer it with an error."""
@@ -52,23 +67,63 @@ class Router:
         except JIDMalformed:
             return self.bounce(stanza, "jid-malformed")
         if to.domain not in self.hosts:
-            # Server-to-server comes with a later issue: until then nothing leaves the node.
-            return self.bounce(stanza, "remote-server-not-found", "no route to remote domains")
+            return self.remote_domain(to, stanza)
         if to.local is None:
-            return self.bounce(stanza, "service-unavailable")
+            return self.local_service(to, stanza)
         if stanza.tag == PRESENCE and stanza.get("type") in SERVER_PRESENCE:
             # Subscriptions and probes are the account's business, whatever the resource.
-            if self.inbound_presence is not None:
-                self.inbound_presence(stanza)
+            self._hook("inbound_presence", stanza)
             return None
         if to.resource is not None:
             return self._to_full(to, stanza)
         return self._to_bare(to, stanza)
 
+    def remote_domain(self, to: JID, stanza: etree._Element) -> None:
+        node = self.routes.remote_route(to.domain)
+        if node is None:
+            # Server-to-server comes with a later issue: until then nothing leaves the node.
+            return self.bounce(stanza, "remote-server-not-found", "no route to remote domains")
+        return self.other_node(node, stanza)
+
+    def local_service(self, to: JID, stanza: etree._Element) -> None:
+        """The server's own address (components and rooms come later): what the session did
+        not answer itself has no service behind it."""
+        node = self.routes.node_of(str(to))
+        if node is not None and node != self.node:
+            return self.other_node(node, stanza)
+        return self.bounce(stanza, "service-unavailable")
+
+    def other_node(self, node: str, stanza: etree._Element) -> None:
+        self.routes.relay(node, stanza)
+
+    def local_session(self, entry: SessionEntry, stanza: etree._Element) -> None:
+        """Hand the stanza to one of this node's sessions, behind the work started for its
+        account, so that it does not overtake a stanza sent before it."""
+        if self.work.pending:  # (the common case has no work in flight at all)
+            account = str(entry.jid.bare)
+            if self.work.must_wait(account):
+                self.work.after(account, lambda: self._hand(entry, stanza))
+                return
+        self._hand(entry, stanza)
+
+    def _session(self, entry: SessionEntry, stanza: etree._Element) -> None:
+        if entry.node == self.node:
+            self.local_session(entry, stanza)
+        else:
+            self.other_node(entry.node, stanza)
+
+    def _hand(self, entry: SessionEntry, stanza: etree._Element) -> None:
+        if not self.local.deliver(entry.address, stanza):
+            # The session died without releasing itself: forget it and route again.
+            self.sessions.close(entry.jid, entry.address)
+            self.route(stanza)
+
+    # --- RFC 6121 §8.5 for a local account -------------------------------------------------
+
     def _to_full(self, to: JID, stanza: etree._Element) -> None:
         entry = self.sessions.get(to)
         if entry is not None:
-            return self._hand(entry, stanza)
+            return self._session(entry, stanza)
         if stanza.tag == MESSAGE:
             if stanza.get("type") == "groupchat":
                 return self.bounce(stanza, "service-unavailable")
@@ -80,13 +135,13 @@ class Router:
     def _to_bare(self, to: JID, stanza: etree._Element) -> None:
         available = [e for e in self.sessions.resources(to) if e.available]
         if stanza.tag == MESSAGE:
-            return self._message_to_bare(to, stanza, available)
+            return self._message_to_bare(stanza, available)
         if stanza.tag == PRESENCE:
             return self._fan_out(available, stanza)
         # IQs to a bare JID are the server's to answer, on the account's behalf.
         return self.bounce(stanza, "service-unavailable")
 
-    def _message_to_bare(self, to: JID, stanza: etree._Element, available: list) -> None:
+    def _message_to_bare(self, stanza: etree._Element, available: list) -> None:
         kind = stanza.get("type") or "normal"
         if kind == "error":
             return None  # errors to a bare JID are never bounced back (no loops)
@@ -98,20 +153,22 @@ class Router:
         if eligible:
             top = max(e.priority for e in eligible)
             return self._fan_out([e for e in eligible if e.priority == top], stanza)
-        if self.undeliverable is not None:
-            return self.undeliverable(stanza)
-        return self.bounce(stanza, "service-unavailable")
+        if not self._hook("undeliverable_message", stanza):
+            self.bounce(stanza, "service-unavailable")
+        return None
+
+    def _hook(self, name: str, stanza: etree._Element) -> bool:
+        """Run a server hook and carry out what its subscribers return; False: it has none."""
+        actions = self.hooks(name, stanza)
+        if actions is None:
+            return False
+        self.perform(actions)
+        return True
 
     def _fan_out(self, entries: list[SessionEntry], stanza: etree._Element) -> None:
         for i, entry in enumerate(entries):
             last = i == len(entries) - 1
-            self._hand(entry, stanza if last else copy.deepcopy(stanza))
-
-    def _hand(self, entry: SessionEntry, stanza: etree._Element) -> None:
-        if not self._deliver(entry.handle, stanza):
-            # The session died without releasing itself: forget it and route again.
-            self.sessions.close(entry.jid, entry.handle)
-            self.route(stanza)
+            self._session(entry, stanza if last else copy.deepcopy(stanza))
 
     def bounce(self, stanza: etree._Element, condition: str, text: str | None = None) -> None:
         """Answer an undeliverable stanza with an error to its sender; never bounce an error
@@ -124,3 +181,59 @@ class Router:
         if condition == "jid-malformed":
             reply.attrib.pop("from", None)  # the reply comes from the server, not a bad JID
         self.route(reply)
+
+    # --- the routing actions ---------------------------------------------------------------
+
+    def perform(self, actions: Iterable[Any]) -> None:
+        for action in actions:
+            match action:
+                case Route(stanza):
+                    self.route(stanza)
+                case DeliverToUser():
+                    self.deliver_to_user(action)
+                case RoutePresencesOf():
+                    self.route_presences_of(action)
+                case Work(account, call, args):
+                    self.work.run(account, call, args, self._work_done)
+                case _:
+                    raise TypeError(f"the router cannot perform {action!r}")
+
+    def _work_done(self, result: Any) -> None:
+        if isinstance(result, BaseException):
+            # One stanza's failure must not stop the node; the stanza's sender was not answered.
+            log.error("server-side work failed: %r", result, exc_info=result)
+            return
+        self.perform(result or ())
+
+    def deliver_to_user(self, action: DeliverToUser) -> None:
+        for entry in self.sessions.resources(action.bare):
+            if action.interested_only and not entry.interested:
+                continue
+            if action.available_only and not entry.available or entry.jid == action.except_jid:
+                continue
+            stanza = copy.deepcopy(action.stanza)
+            if not action.keep_to:
+                stanza.set("to", str(entry.jid))
+            self._session(entry, stanza)
+
+    def route_presences_of(self, action: RoutePresencesOf) -> None:
+        sent = False
+        for entry in self.sessions.resources(action.bare):
+            if entry.jid == action.except_jid:
+                continue
+            if entry.available and entry.presence is not None:
+                self.route(_presence_copy(entry, action.to, action.unavailable))
+                sent = True
+        if not sent and action.otherwise is not None:
+            self.route(action.otherwise)
+
+
+def _presence_copy(entry: SessionEntry, to: str, unavailable: bool) -> etree._Element:
+    presence = copy.deepcopy(entry.presence)
+    presence.set("from", str(entry.jid))
+    presence.set("to", to)
+    if unavailable:
+        for child in list(presence):
+            presence.remove(child)
+        presence.set("type", "unavailable")
+    return presence

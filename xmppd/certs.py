@@ -1,4 +1,5 @@
-"""TLS certificates: the self-signed pair made on first start, and the server-side SSLContext."""
+"""TLS certificates: the self-signed pair made on first start, the server-side SSLContext, and
+the per-host contexts chosen by SNI."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import datetime
 import ipaddress
 import os
 import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from xmpp import sasl
 
 VALIDITY = datetime.timedelta(days=3650)
 
@@ -140,3 +145,34 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+@dataclass
+class TLSCertificates:
+    """One SSLContext per host, chosen by SNI; the channel-binding digest follows the choice.
+    Connections take `default` when TLS starts and ask `digest` for tls-server-end-point."""
+
+    contexts: dict[str, ssl.SSLContext]
+    digests: dict[int, bytes] = field(default_factory=dict)
+    default: ssl.SSLContext | None = None
+
+    @classmethod
+    def load(cls, pairs: dict[str, tuple[str, str]]) -> TLSCertificates:
+        """From (certificate, key) file paths per host."""
+        contexts, digests = {}, {}
+        for host, (cert, key) in pairs.items():
+            context = load_tls_context(cert, key)
+            contexts[host] = context
+            digests[id(context)] = sasl.tls_server_end_point(certificate_der(cert))
+        certs = cls(contexts, digests)
+        certs.default = next(iter(contexts.values()))
+        certs.default.sni_callback = certs._choose
+        return certs
+
+    def _choose(self, sslobj: Any, server_name: str | None, _context: Any) -> None:
+        context = self.contexts.get((server_name or "").lower())
+        if context is not None:
+            sslobj.context = context
+
+    def digest(self, context: ssl.SSLContext) -> bytes:
+        return self.digests.get(id(context), b"")

@@ -12,7 +12,9 @@ import resource
 import signal
 import socket
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from xmppd import __version__
 from xmppd.config import Config, ConfigError, load_config
@@ -22,7 +24,12 @@ class StartupError(Exception):
     """A reason not to start, said in one line."""
 
 
-def main(argv: list[str] | None = None) -> int:
+# An admin plugin: called with the node and its admin server before the node serves, it may
+# register admin commands (tests register one that crashes a session).
+AdminPlugin = Callable[[Any, Any], None]
+
+
+def main(argv: list[str] | None = None, plugins: Sequence[AdminPlugin] = ()) -> int:
     parser = argparse.ArgumentParser(prog="xmppd", description="The xmppd XMPP server.")
     parser.add_argument("--version", action="version", version=f"xmppd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -49,13 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.data_dir)
-        return serve_forever(config, args.trace, args.trace_secrets)
+        return serve_forever(config, args.trace, args.trace_secrets, plugins)
     except (ConfigError, StartupError) as exc:
         print(f"xmppd: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
 
 
-def serve_forever(config: Config, trace: Path | None = None, trace_secrets: bool = False) -> int:
+def serve_forever(config: Config, trace: Path | None = None, trace_secrets: bool = False,
+                  plugins: Sequence[AdminPlugin] = ()) -> int:  # fmt: skip
     setup_logging(config.server.log_level, config.server.log_format)
     prepare_data_dir(config)
     limit = raise_file_limit()
@@ -72,7 +80,7 @@ def serve_forever(config: Config, trace: Path | None = None, trace_secrets: bool
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_serve(config, loop, trace, trace_secrets))
+        return loop.run_until_complete(_serve(config, loop, trace, trace_secrets, plugins))
     finally:
         loop.close()
 
@@ -82,14 +90,15 @@ async def _serve(
     loop: asyncio.AbstractEventLoop,
     trace: Path | None = None,
     trace_secrets: bool = False,
+    plugins: Sequence[AdminPlugin] = (),
 ) -> int:
     from actors.admin import AdminServer
-    from actors.node import Node
     from storage.open import open_storage
+    from xmppd.node import build_node
 
     check_admin_socket(config.server.admin_socket)
     storage = open_storage(config.server.storage)
-    node = Node(config, storage, loop, trace_dir=trace, trace_secrets=trace_secrets)
+    node = build_node(config, storage, loop, trace_dir=trace, trace_secrets=trace_secrets)
     if trace is not None:
         logging.getLogger("xmppd").info(
             "tracing every session to %s%s", trace, " (with secrets)" if trace_secrets else ""
@@ -101,6 +110,8 @@ async def _serve(
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         raise StartupError(f"cannot listen on {where}: {reason}") from exc
     admin = AdminServer(node, config.server.admin_socket)
+    for plugin in plugins:
+        plugin(node, admin)
     await admin.start()
     # What is loaded by now lives as long as the process: out of the collector's sight, so
     # its full collections walk the sessions' objects only; and young collections less often
@@ -120,7 +131,7 @@ async def _serve(
     return 0
 
 
-def reload(config: Config, node: object) -> None:
+def reload(config: Config, node: Any) -> None:
     """SIGHUP: the log level from the file as it is now, and the certificates on disk."""
     log = logging.getLogger("xmppd")
     if config.source is not None:
@@ -130,7 +141,8 @@ def reload(config: Config, node: object) -> None:
         except ConfigError as exc:
             log.error("reload: configuration not reloaded: %s", exc)
     try:
-        node.reload_tls()
+        node.certificates.reload()
+        log.info("certificates reloaded for %s", ", ".join(node.hosts))
     except (OSError, ValueError) as exc:
         log.error("reload: certificates not reloaded: %s", exc)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -286,7 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(result, Exit):
         print(result.text, file=sys.stderr if result.code == 2 else sys.stdout)
         return result.code
-    show(result, getattr(args, "json", False), args.command)
+    try:
+        show(result, getattr(args, "json", False), args.command)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left early (`xmppctl session ID | head`): end quietly, as Unix tools do;
+        # stdout goes to /dev/null so that the interpreter's last flush finds no pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

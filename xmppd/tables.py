@@ -18,9 +18,25 @@ def render(path: tuple[str, ...], result: Any) -> str:
             for t in result.get("transitions", [])
         ]
         return head + "\n\n" + table(steps, ("at", "from", "event", "to"))
+    if path == ("status",):
+        shown = dict(result)
+        shown["started"] = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["started"]))
+        shown["uptime"] = duration(shown.pop("uptime_s", time.time() - result["started"]))
+        return "\n".join(f"{k:12} {_cell(v)}" for k, v in shown.items())
     if isinstance(result, dict):
         return "\n".join(f"{k:12} {_cell(v)}" for k, v in result.items())
     return str(result)
+
+
+def duration(seconds: float) -> str:
+    """3d 4h 5m 6s, leaving out the leading zero parts."""
+    left = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if left >= size or parts:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return " ".join([*parts, f"{left}s"])
 
 
 def _row(info: dict) -> dict:

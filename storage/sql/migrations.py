@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, Table, func, insert, select, text
 
-from storage.sql import schema
+import storage.sql.schema as schema
 from storage.sql.engine import write_transaction
 
 Step = Callable[[Connection], None]

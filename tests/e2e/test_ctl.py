@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -210,3 +212,12 @@ def test_import_updates_the_password_of_an_existing_account(fresh_server, run):
     fresh_server.start()
     assert can_log_in(fresh_server, run, "alice", "brand-new")
     assert not can_log_in(fresh_server, run, "alice", fresh_server.passwords["alice"])
+
+
+def test_status_says_when_the_node_started_and_how_long_it_has_run(server):
+    readable = server.ctl("status").stdout
+    lines = dict(line.split(None, 1) for line in readable.splitlines() if line.strip())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", lines["started"]), readable
+    assert re.fullmatch(r"(\d+[dhm] )*\d+s", lines["uptime"]), readable
+    raw = json.loads(server.ctl("status", "--json").stdout)
+    assert raw["uptime_s"] >= 0 and isinstance(raw["started"], float)

@@ -156,7 +156,7 @@ def serve(config: Path, timeout: float = 30) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "XMPPD_TEST_HOOKS": "1"},
+        env=dict(os.environ),
     )
 
 
@@ -315,14 +315,15 @@ def test_admin_socket_is_owner_only_in_the_data_directory(server):
     assert server.admin_socket.stat().st_uid == os.getuid()
 
 
-def test_crash_hook_is_refused_without_test_hooks(fresh_server, run):
-    fresh_server.start(env={"XMPPD_TEST_HOOKS": "0"})
+def test_production_xmppd_has_no_crash_command(fresh_server, run):
+    """The crash that the supervision tests use is an admin command of the tests' plugin."""
+    fresh_server.start(test_plugins=False)
 
     async def scenario():
         alice = await login(fresh_server, "alice", resource="safe")
         conn_id = row_of(fresh_server, "alice@localhost/safe")["id"]
         answer = fresh_server.admin("crash", id=conn_id)
-        assert answer["ok"] is False and "test hooks" in answer["error"]
+        assert answer["ok"] is False and "unknown command 'crash'" in answer["error"]
         assert await alice.plugin["xep_0199"].ping("localhost", timeout=5) is not None
         await alice.close()
 
@@ -406,8 +407,20 @@ def test_session_shows_transitions_by_id_and_by_full_jid(server, run):
             assert [s["at"] for s in steps] == sorted(s["at"] for s in steps)
             visited = {s["to"] for s in steps}
             assert {"wait_for_feature_request", "wait_for_bind"} <= visited
+            # Events say what happened, not which class carried it.
+            events = [s["event"] for s in steps]
+            assert any(e.startswith("<auth mechanism='SCRAM-SHA-") for e in events), events
+            assert "<iq type='set'> bind" in events, events
+            assert "<stream:stream to='localhost'>" in events, events
         readable = server.ctl("session", full).stdout
         assert conn_id in readable and "session_established" in readable
+        # A reader that leaves early (head) is no error of xmppctl's.
+        shell = subprocess.run(
+            f"{sys.executable} -m xmppd.ctl --config {server.config_path} session {full} | head -1",
+            shell=True, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert shell.returncode == 0 and "Traceback" not in shell.stderr, shell.stderr
+        assert shell.stdout.count("\n") == 1
         missing = server.ctl("session", "nobody@localhost/nowhere", check=False)
         assert missing.returncode != 0
         assert len(missing.stderr.strip().splitlines()) == 1

@@ -73,15 +73,20 @@ class Server:
         self.passwords.update(passwords)
 
     def start(
-        self, env: dict | None = None, wait: bool = True, open_files: int | None = None
+        self,
+        env: dict | None = None,
+        wait: bool = True,
+        open_files: int | None = None,
+        test_plugins: bool = True,
     ) -> None:
         """Run the node; `open_files` caps its descriptor limit (soft and hard) as a small
-        host would."""
+        host would; `test_plugins` adds the tests' admin commands (crash)."""
         self.log_path = self.data_dir / "server.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        environment = {**os.environ, "XMPPD_TEST_HOOKS": "1", **(env or {})}
+        environment = {**os.environ, **(env or {})}
+        module = "tests.support.test_node" if test_plugins else "xmppd.cli"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xmppd.cli", "serve", "--config", str(self.config_path)],
+            [sys.executable, "-m", module, "serve", "--config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,

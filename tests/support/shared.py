@@ -1,5 +1,5 @@
 """Where the documents the project came from are: ../shared beside the checkout, else
-$XMPPD_SHARED, else this machine's /work/shared (a clone made elsewhere, as CI's is)."""
+$XMPPD_SHARED (for a clone made elsewhere)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def shared_dir() -> Path:
-    candidates = [ROOT.parent / "shared", os.environ.get("XMPPD_SHARED"), "/work/shared"]
+    candidates = [ROOT.parent / "shared", os.environ.get("XMPPD_SHARED")]
     for candidate in candidates:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)

@@ -8,7 +8,6 @@ from typing import Any
 
 from lxml import etree
 
-from actors.node import feature_modules
 from features.im import Settings
 from features.registry import Registry
 from fsm import c2s
@@ -17,6 +16,7 @@ from storage.open import Storage, memory_storage
 from tests.unit.fsm_helpers import FakeClock, element, session_data
 from xmpp import ns
 from xmpp.jid import JID
+from xmppd.node import feature_modules
 
 HOST = "localhost"
 STARTED = 1_000_000.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from fsm import c2s
@@ -12,7 +14,6 @@ from fsm.core import (
     ConnectionLost,
     CredentialsLoaded,
     Deliver,
-    EnsureAccount,
     Kick,
     LoadCredentials,
     OpenSession,
@@ -616,12 +617,26 @@ def test_plain_with_empty_initial_response_then_response():
     assert m(response(plain())) == [CheckPassword(USER, HOST, PASSWORD)]
 
 
-def test_insecure_any_password_skips_the_check():
-    m = with_tls(insecure_any_password=True)
-    actions = m(auth("PLAIN", plain(password="whatever")))
-    assert kinds(actions) == ["EnsureAccount", "Send", "RestartStream"]
-    assert actions[0] == EnsureAccount(USER, HOST)  # the user need not exist, as in Prosody's
-    assert m.state == "wait_for_stream"
+def test_an_injected_mechanism_factory_makes_the_mechanism():
+    """A replay hands in its own SASL mechanisms (Env.mechanisms), as it does clock and
+    randomness: the machine has no switch for it."""
+    made = []
+
+    def factory(name, data, offered):
+        made.append((name, tuple(offered)))
+        return c2s.mechanism_for("PLAIN", data, ["PLAIN"])
+
+    m = with_tls()
+    m.data = replace(m.data, env=replace(m.data.env, mechanisms=factory))
+    actions = m(auth("NOT-OFFERED", plain()))
+    assert made and made[0][0] == "NOT-OFFERED"
+    assert actions == [CheckPassword(USER, HOST, PASSWORD)]
+
+
+def test_no_mechanism_from_the_factory_is_invalid_mechanism():
+    m = with_tls()
+    m.data = replace(m.data, env=replace(m.data.env, mechanisms=lambda *_: None))
+    assert sasl_failure(only(m(auth("PLAIN", plain())))) == "invalid-mechanism"
 
 
 def test_abort_during_exchange_is_aborted():

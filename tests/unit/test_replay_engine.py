@@ -13,6 +13,7 @@ from tests.support.shared import SHARED
 from xmpp.jid import JID
 from xmppd.config import ConfigError, load_config
 from xmppd.replay import compare as cmp
+from xmppd.replay.classes import resolve
 from xmppd.replay.run import Options, replay
 from xmppd.replay.script import Client, Script, Step
 
@@ -34,7 +35,7 @@ def test_values_round_trip_through_the_codec():
         {"k": None, 3: 1.5},
         ValueError("boom"),
     )
-    back = tf.loads(tf.dumps(value))
+    back = tf.loads(tf.dumps(value), resolve)
     assert back[:6] == value[:6]
     assert isinstance(back[6], ValueError) and back[6].args == ("boom",)
     el = tf.loads(tf.dumps(etree.fromstring("<a xmlns='x'><b c='d'/></a>")))
@@ -43,7 +44,9 @@ def test_values_round_trip_through_the_codec():
 
 def test_the_codec_names_only_project_classes():
     with pytest.raises(ValueError):
-        tf.decode({"$dc": "os:system", "f": {}})
+        tf.decode({"$dc": "os:system", "f": {}}, resolve)
+    with pytest.raises(ValueError, match="no resolver"):
+        tf.decode({"$dc": "storage.im:RosterItem", "f": {}})  # fsm/ itself imports nothing
 
 
 def one(text: str) -> cmp.Item:

@@ -78,8 +78,6 @@ def replay_log(script: Script, options: Options) -> Report:
         mechanisms={h: _MECHANISMS for h in hosts},
         tls_mode=tls_mode,
         tls_available=tls_available,
-        insecure_any_password=True,
-        replay_sasl=scripted,
     )
     for name, client in script.clients.items():
         jid = client.jid or f"{name.lower()}@{hosts[0]}"
@@ -234,14 +232,22 @@ def _bind_jids(script: Script, world: World, policy: cmp.Policy) -> None:
 
 
 class _Scripted:
-    """replay_sasl for logs: the mechanism plays the log's own answers when the replay cannot
-    check the password (none given, SCRAM's nonces, a mechanism xmppd does not offer)."""
+    """The SASL mechanisms of a log's replay: the log's own answers are played when the replay
+    cannot check the password (none given, SCRAM's nonces, a mechanism xmppd does not offer)."""
 
     def __init__(self, script: Script, report: Report) -> None:
         self.script = script
         self.report = report
         self.position = 0
         self.implied: set[str] = set()
+
+    def mechanisms(self, name: str, data: Any, offered: list[str]) -> Any:
+        """fsm.session.MechanismFactory: the log's outcomes where the replay cannot check the
+        password itself, else the machine's own mechanism."""
+        from fsm.c2s import mechanism_for
+
+        scripted = self(name, data)
+        return scripted if scripted is not None else mechanism_for(name, data, offered)
 
     def __call__(self, name: str, data: Any) -> Any:
         client = self.script.clients.get(data.conn_id)
@@ -291,7 +297,7 @@ def _connect(world: World, name: str, script: Script, config: C2SConfig, scripte
     """A fresh machine for the client; a log that starts after login (every scansion client)
     gets the stages before its start played for it: header, PLAIN on the recorded outcome,
     restart, bind (with the client's resource, else its name)."""
-    m = world.machine(name, config, Env(ReplayClock(), ReplayRandom()))
+    m = world.machine(name, config, Env(ReplayClock(), ReplayRandom(), scripted.mechanisms))
     if name not in script.implied_login:
         return m
     client = script.clients.get(name)

@@ -14,6 +14,7 @@ from fsm.session import C2SConfig, Env, TLSInfo
 from xmpp import sasl
 from xmpp.stream import StreamParser
 from xmppd.replay import compare as cmp
+from xmppd.replay.classes import resolve
 from xmppd.replay.report import ClientReport, Pair, Report
 from xmppd.replay.script import Script, UnusableLog
 from xmppd.replay.world import (
@@ -124,13 +125,13 @@ def _rebuild(entry: dict, m: Machine, redacted: bool) -> Any:
             then = getattr(query.then, "func", query.then)
             if f"{then.__module__}:{then.__qualname__}" == then_name:
                 m.queries.remove(query)
-                return core.QueryDone(query.then, tf.decode(fields["result"]))
+                return core.QueryDone(query.then, tf.decode(fields["result"], resolve))
         raise Diverged(f"log line {entry['line']}: the recording answers a query "
                        f"({then_name}) the replay never made")  # fmt: skip
     cls = getattr(core, name, None)
     if cls is None or not dataclasses.is_dataclass(cls):
         raise UnusableLog(f"unknown event {name!r}", entry["line"])
-    values = {k: tf.decode(v) for k, v in fields.items()}
+    values = {k: tf.decode(v, resolve) for k, v in fields.items()}
     if name == "TLSEstablished":
         values["channel_bindings"] = {
             k: (b"[redacted]" if tf.redacted(v) else v)
@@ -193,30 +194,28 @@ def _first_difference(want: bytes, got: bytes) -> str:
 
 
 def _settings(header: dict) -> Any:
-    return tf.decode(header["settings"]) if header.get("settings") else None
+    return tf.decode(header["settings"], resolve) if header.get("settings") else None
 
 
 def _config(header: dict, rec: dict) -> C2SConfig:
-    values = {k: tf.decode(v) for k, v in header["config"].items()}
+    values = {k: tf.decode(v, resolve) for k, v in header["config"].items()}
     if tf.redacted(values.get("fake_salt_secret")):
         values["fake_salt_secret"] = b""
     known = {f.name for f in dataclasses.fields(C2SConfig)}
-    values = {k: v for k, v in values.items() if k in known}
-    if not rec["secrets"]:
-        values["replay_sasl"] = _redacted_sasl(rec)
-    return C2SConfig(**values)
+    return C2SConfig(**{k: v for k, v in values.items() if k in known})
 
 
 def _env(rec: dict) -> Env:
     start = rec["header"].get("started", 1_700_000_000.0)
-    return Env(ReplayClock(rec["clock"], start), ReplayRandom(rec["random"]))
+    mechanisms = None if rec["secrets"] else _redacted_sasl(rec)
+    return Env(ReplayClock(rec["clock"], start), ReplayRandom(rec["random"]), mechanisms)
 
 
 def _snapshot(rec: dict) -> tuple[str, dict] | None:
     if rec["snapshot"] is None:
         return None
     state, fields = rec["snapshot"]
-    values = {k: tf.decode(v) for k, v in fields.items()}
+    values = {k: tf.decode(v, resolve) for k, v in fields.items()}
     if isinstance(values.get("sasl"), tf.Opaque):
         raise UnusableLog("the trace starts in the middle of a SASL exchange: it cannot be "
                           "replayed from there")  # fmt: skip
@@ -244,7 +243,7 @@ def _redacted_sasl(rec: dict) -> Any:
         elif kind == "failure":
             outcomes.append(sasl.Failure(value[0], value[1]))
 
-    def make(name: str, data: Any) -> ScriptedSasl:
+    def make(name: str, data: Any, offered: list[str]) -> ScriptedSasl:
         return ScriptedSasl(name, outcomes)
 
     return make

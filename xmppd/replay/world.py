@@ -1,50 +1,30 @@
-"""The in-memory world a replay runs in: fresh c2s machines with no sockets, sharing memory
-storage, a Router and a LocalSessionManager, the node's feature registry, and server-side hooks
-run after the step that called them, as a node's storage lanes answer. Actions are carried out
-at once; answers go to the machine's inbox.
+"""The in-memory world a replay runs in: c2s machines hosted by actors/host.py's Host (the same
+action handlers as a node's actors) on in-memory transports, sharing memory storage, a Router
+and a LocalSessionManager, the node's feature registry; server-side work runs after the step
+that started it, as a node's storage lanes answer. Answers go to the machine's inbox.
 
 `isolated` machines (replays of xmppd traces) get every answer and delivery from the recording
-instead: their Route/DeliverToUser/... actions are noted, not carried out."""
+instead: their services carry nothing out."""
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
-from actors.node import Node, feature_modules
+from actors.host import Host
+from features.hooks import ServerContext
 from features.registry import Registry
 from fsm import c2s
-from fsm.core import (
-    CancelTimer,
-    CheckPassword,
-    CloseSession,
-    CredentialsLoaded,
-    EnsureAccount,
-    LoadCredentials,
-    OpenSession,
-    PasswordChecked,
-    Query,
-    QueryDone,
-    RestartStream,
-    Send,
-    SendClose,
-    SendHeader,
-    SessionOpened,
-    SessionReplaced,
-    SetPresence,
-    SetSessionInfo,
-    SetTimer,
-    StartTLS,
-    Stop,
-    TLSEstablished,
-)
+from fsm.core import Deliver, Query, TLSEstablished
 from fsm.session import C2S, C2SConfig, Env
 from routing.router import Router
-from routing.sessions import LocalSessionManager, TooManySessions
+from routing.sessions import LocalSessionManager
+from routing.work import AccountWork
+from storage.auth import AnyPassword
 from storage.open import memory_storage
 from xmpp import sasl
-from xmpp.stream import STREAM_CLOSE, StreamParser, serialize, stream_header
+from xmpp.stream import STREAM_CLOSE, StreamParser, stream_header
+from xmppd.node import feature_modules
 
 OPEN_STREAM = (
     b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
@@ -118,24 +98,146 @@ class ScriptedSasl:
         return self._next()
 
 
-@dataclass
-class Machine:
+class MemoryTransport:
+    """actors/transport.py in memory: what the machine sends is kept, in order."""
+
+    peer = "127.0.0.1:0"  # a replay is a local client (the test-mode backend lets it in)
+    tls_version: str | None = None
+    last_input = 0.0
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.out: list[bytes] = []
+        self.parser = StreamParser()
+        self.trace = None
+
+    def send_header(self, attrs: dict[str, str]) -> None:
+        self.out.append(stream_header(attrs))
+
+    def send(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def send_close(self) -> None:
+        self.out.append(STREAM_CLOSE)
+
+    def start_tls(self) -> None:
+        self.parser = StreamParser()
+        if not self.machine.isolated:
+            self.tls_version = "TLSv1.3"
+            self.machine.tell(TLSEstablished("TLSv1.3", self.channel_bindings()))
+
+    def restart(self) -> None:
+        self.parser = StreamParser()
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def channel_bindings(self) -> dict[str, bytes]:
+        return dict(FIXED_BINDINGS)
+
+
+class Machine(Host):
     """One client's c2s machine in the world, and everything it did."""
 
-    name: str
-    state: str
-    data: C2S
-    parser: StreamParser = field(default_factory=StreamParser)
-    inbox: deque = field(default_factory=deque)
-    out: list[bytes] = field(default_factory=list)
-    transitions: list[tuple[str, str, str]] = field(default_factory=list)
-    acts: list[str] = field(default_factory=list)
-    queries: list[Query] = field(default_factory=list)  # waiting for a recorded answer
-    stopped: bool = False
-    isolated: bool = False
+    def __init__(self, name: str, data: C2S, services: Any, *, isolated: bool) -> None:
+        self.name = name
+        self.isolated = isolated
+        self.inbox: deque = deque()
+        self.transitions: list[tuple[str, str, str]] = []
+        self.queries: list[Query] = []  # waiting for a recorded answer (isolated)
+        self.stopped = False
+        super().__init__(c2s, data, services, MemoryTransport(self), name)
+        self.state = "wait_for_stream"
+
+    @property
+    def out(self) -> list[bytes]:
+        return self.transport.out
+
+    @property
+    def parser(self) -> StreamParser:
+        return self.transport.parser
+
+    @parser.setter
+    def parser(self, parser: StreamParser) -> None:
+        self.transport.parser = parser
 
     def tell(self, event: Any) -> None:
         self.inbox.append(event)
+
+    def record(self, before: str, event: Any, after: str) -> None:
+        self.transitions.append((before, type(event).__name__, after))
+
+    def finish(self, condition: str | None, text: str | None) -> None:
+        self.stopped = True
+
+
+class WorldServices:
+    """actors.host.Services for the world's machines: everything at once, in memory."""
+
+    node = "replay"
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.router = world.router
+        self.sessions = world.sessions
+        self.max_sessions = world.max_sessions
+        self.auth = AnyPassword(world.storage.accounts)  # a log's users log in as they did
+
+    def query(self, account: str, query: Query, reply: Any) -> None:
+        reply(_call(query.call, self.world.storage, *query.args))
+
+    def credentials(self, username: str, domain: str, hash_name: str, reply: Any) -> None:
+        reply(self.auth.credentials(username, domain, hash_name))
+
+    def check_password(self, username: str, domain: str, password: str, peer: str,
+                       reply: Any) -> None:  # fmt: skip
+        reply(self.auth.check_password(username, domain, password, peer))
+
+    def tell_session(self, node: str, address: str, event: Any) -> None:
+        machine = self.world.machines.get(address)
+        if machine is not None:
+            machine.tell(event)
+
+    def call_later(self, seconds: float, fn: Any) -> None:
+        return None  # timeouts come from the log, if any
+
+
+class IsolatedServices:
+    """For a machine replayed from its own trace: every answer and delivery comes from the
+    recording, so nothing is carried out; queries wait for their recorded answers."""
+
+    node = "replay"
+    max_sessions = 10
+
+    def __init__(self, machine_of: Any) -> None:
+        self.machine_of = machine_of  # () -> the machine (made after its services)
+        self.router = _Nowhere()
+        self.sessions = _Nowhere()
+
+    def query(self, account: str, query: Query, reply: Any) -> None:
+        self.machine_of().queries.append(query)
+
+    def credentials(self, *args: Any) -> None:
+        return None
+
+    def check_password(self, *args: Any) -> None:
+        return None
+
+    def tell_session(self, *args: Any) -> None:
+        return None
+
+    def call_later(self, seconds: float, fn: Any) -> None:
+        return None
+
+
+class _Nowhere:
+    """Takes any call and does nothing: an isolated machine's router and session manager."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
 
 
 class World:
@@ -143,22 +245,14 @@ class World:
         self.storage = memory_storage()
         self.sessions = LocalSessionManager()
         self.hosts = hosts
-        self.router = Router(self.sessions, hosts, deliver=_deliver)
         self.features = Registry.from_modules(feature_modules(), settings)
-        hooks = self.features
-        # On a node the hooks run on a storage lane and their actions come back after the
-        # actor's step: here they wait until the step's own actions are carried out.
-        self.hooks_due: deque = deque()
-        if hooks.inbound_presence is not None:
-            self.router.inbound_presence = lambda s: self.hooks_due.append(
-                (hooks.inbound_presence, s)
-            )
-        if hooks.undeliverable_message is not None:
-            self.router.undeliverable = lambda s: self.hooks_due.append(
-                (hooks.undeliverable_message, s)
-            )
+        self.due: deque = deque()  # server-side work: run when the step that started it is done
+        self.router = Router("replay", hosts, self.sessions, self, AccountWork(self))
+        context = ServerContext(self.sessions, self.features.settings)
+        self.router.hooks = lambda name, stanza: self.features.run_server(name, stanza, context)
         self.machines: dict[str, Machine] = {}
         self.max_sessions = 10
+        self.services = WorldServices(self)
         self.patch: Any = None  # a test's stand-in for fsm.c2s.step
 
     # --- accounts --------------------------------------------------------------------------
@@ -172,34 +266,31 @@ class World:
     def machine(self, name: str, config: C2SConfig, env: Env, *, isolated: bool = False,
                 snapshot: tuple[str, dict] | None = None) -> Machine:  # fmt: skip
         data = C2S(conn_id=name, config=config, env=env, features=self.features, peer="replay")
-        m = Machine(name, "wait_for_stream", data, isolated=isolated)
+        services = IsolatedServices(lambda: m) if isolated else self.services
+        m = Machine(name, data, services, isolated=isolated)
+        if self.patch is not None:
+            m.step = self.patch
         self.machines[name] = m
         if snapshot is not None:
             m.state, fields = snapshot
             m.data = C2S(**{**fields, "conn_id": name, "config": config, "env": env,
                             "features": self.features})  # fmt: skip
             if m.data.jid is not None and not isolated:
-                self.sessions.open(m.data.jid, m, name, self.max_sessions)
+                self.sessions.open(m.data.jid, "replay", name, self.max_sessions, _ignore)
             if m.data.header_sent:  # the client's stream is open: so must the parser's be
                 m.parser.feed(OPEN_STREAM)
             return m
-        transition = c2s.init(m.data)
-        m.data = transition.data
-        self.execute(m, transition.actions)
+        m.start_machine()
         return m
 
     def step(self, m: Machine, event: Any) -> None:
-        before = m.state
-        step = self.patch or c2s.step
-        m.state, m.data, actions = step(before, event, m.data)
-        m.transitions.append((before, type(event).__name__, m.state))
-        self.execute(m, actions)
-        self.run_hooks()
+        m.handle(event)
+        self.run_due()
 
-    def run_hooks(self) -> None:
-        while self.hooks_due:
-            hook, stanza = self.hooks_due.popleft()
-            self.perform(hook(self.storage, stanza, settings=self.features.settings))
+    def run_due(self) -> None:
+        while self.due:
+            call, args, done = self.due.popleft()
+            done(_call(call, self.storage, *args))
 
     def feed(self, m: Machine, data: bytes) -> None:
         for event in m.parser.feed(data):
@@ -209,75 +300,29 @@ class World:
         """Step every machine until no inbox holds anything."""
         for _ in range(limit):
             busy = next((m for m in self.machines.values() if m.inbox), None)
-            if busy is None and self.hooks_due:
-                self.run_hooks()
+            if busy is None and self.due:
+                self.run_due()
                 continue
             if busy is None:
                 return
             self.step(busy, busy.inbox.popleft())
         raise RuntimeError("the replay does not settle (a delivery loop?)")
 
-    # --- actions -----------------------------------------------------------------------------
+    # --- what the router needs (routing.router.LocalSessions, routing.work.Lanes) ----------
 
-    def execute(self, m: Machine, actions: list) -> None:
-        for action in actions:
-            match action:
-                case Send(element):
-                    m.out.append(serialize(element))
-                case SendHeader(attrs):
-                    m.out.append(stream_header(attrs))
-                case SendClose():
-                    m.out.append(STREAM_CLOSE)
-                case RestartStream():
-                    m.parser = StreamParser()
-                case StartTLS():
-                    m.parser = StreamParser()
-                    if not m.isolated:
-                        m.tell(TLSEstablished("TLSv1.3", dict(FIXED_BINDINGS)))
-                case Stop():
-                    m.stopped = True
-                case SetTimer() | CancelTimer():
-                    m.acts.append(type(action).__name__)  # timeouts come from the log, if any
-                case Query() if m.isolated:
-                    m.queries.append(action)
-                case _ if m.isolated:
-                    m.acts.append(type(action).__name__)
-                case Query(call, args, then):
-                    m.tell(QueryDone(then, _call(call, self.storage, *args)))
-                case LoadCredentials(username, domain, hash_name):
-                    creds = self.storage.accounts.credentials(username, domain, hash_name)
-                    m.tell(CredentialsLoaded(username, creds))
-                case EnsureAccount(username, domain):
-                    if not self.storage.accounts.exists(username, domain):
-                        self.storage.accounts.create(username, domain, {})
-                case CheckPassword(username, domain, password):
-                    creds = self.storage.accounts.credentials(username, domain, "SHA-256")
-                    ok = creds is not None and sasl.verify_plain(password, creds)
-                    m.tell(PasswordChecked(username, ok))
-                case OpenSession(jid):
-                    m.tell(self._open(m, jid))
-                case CloseSession(jid):
-                    self.sessions.close(jid, m)
-                case SetPresence(jid, available, priority):
-                    self.sessions.set_presence(jid, available, priority)
-                case SetSessionInfo(jid, presence, interested, pres_from):
-                    Node.set_session_info(self, jid, m, presence, interested, pres_from)  # type: ignore[arg-type]
-                case _:
-                    m.acts.append(type(action).__name__)
-                    self.perform([action])
+    def deliver(self, address: str, stanza: Any) -> bool:
+        m = self.machines.get(address)
+        if m is None or m.stopped:
+            return False
+        m.tell(Deliver(stanza))
+        return True
 
-    def perform(self, actions: list) -> None:
-        """Server-side actions (Route, DeliverToUser, RoutePresencesOf), as the node does."""
-        Node.perform(self, actions)  # type: ignore[arg-type] - needs .router and .sessions
+    def submit(self, account: str, call: Any, args: tuple, done: Any) -> None:
+        self.due.append((call, args, done))
 
-    def _open(self, m: Machine, jid: Any) -> SessionOpened:
-        try:
-            old = self.sessions.open(jid, m, m.name, self.max_sessions)
-        except TooManySessions:
-            return SessionOpened(jid, "resource-constraint")
-        if old is not None and old is not m:
-            old.tell(SessionReplaced())
-        return SessionOpened(jid)
+
+def _ignore(_answer: Any) -> None:
+    return None
 
 
 def _call(call: Any, *args: Any) -> Any:
@@ -285,12 +330,3 @@ def _call(call: Any, *args: Any) -> Any:
         return call(*args)
     except Exception as exc:  # noqa: BLE001 - the machine gets the exception as the result
         return exc
-
-
-def _deliver(handle: Machine, stanza: Any) -> bool:
-    if handle.stopped:
-        return False
-    from fsm.core import Deliver
-
-    handle.tell(Deliver(stanza))
-    return True

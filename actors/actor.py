@@ -1,0 +1,129 @@
+"""The host actor: one Pykka actor on the run queue per connection, hosting its state machine."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from pykka import ActorDeadError
+
+from actors.host import Host
+from actors.runtime import RunQueueActor
+from fsm.tracefmt import brief, describe
+
+log = logging.getLogger("xmppd.c2s")
+
+RING = 50  # transitions kept per session for `xmppctl session ID`
+
+
+class HostActor(RunQueueActor, Host):
+    """No protocol decisions here: every `if` about XMPP belongs to fsm/ or features/."""
+
+    def __init__(self, machine: Any, data: Any, services: Any, transport: Any, address: str,
+                 trace: Any = None) -> None:  # fmt: skip
+        RunQueueActor.__init__(self)
+        Host.__init__(self, machine, data, services, transport, address)
+        self.state_since = time.time()
+        self.transitions: deque = deque(maxlen=RING)
+        services.attach(address, self)
+        if trace is not None:
+            self.start_trace(trace, snapshot=False)
+
+    @property
+    def id(self) -> str:
+        return self.address
+
+    # --- the host's side ---------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.start_machine()
+
+    def on_receive(self, event: Any) -> None:
+        self.handle(event)
+
+    def tell(self, event: Any) -> None:
+        try:
+            self.actor_ref.tell(event)
+        except ActorDeadError:
+            log.debug("[%s] ended before %s reached it", self.id, type(event).__name__)
+
+    def record(self, before: str, event: Any, after: str) -> None:
+        now = time.time()
+        self.transitions.append((before, brief(event), after, now))
+        if after != before:
+            self.state_since = now
+        if log.isEnabledFor(logging.DEBUG):
+            who = self.data.jid or self.data.user or "-"
+            log.debug("[%s] %s %s --%s--> %s", self.id, who, before, describe(brief(event)), after)
+
+    def finish(self, condition: str | None, text: str | None) -> None:
+        if condition:
+            log.info("[%s] %s closing: %s %s", self.id, self.data.jid or "-", condition, text or "")
+        else:
+            log.debug("[%s] %s closed", self.id, self.data.jid or "-")
+        self.stop()
+
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """The supervisor's clean end for a crashed session: the machine says what a crash
+        owes (the stream error, contacts told we left, the resource freed); other sessions
+        carry on."""
+        log.error("[%s] session %s crashed in %s: %s", self.id, self.data.jid, self.state, exc)
+        self.state = "closed"
+        try:
+            self.perform(self.machine.crashed(self.data))
+        except Exception:  # noqa: BLE001 - the session is already broken; free it anyway
+            log.exception("[%s] clean-up after the crash failed", self.id)
+            self.cancel_timers()
+            self.transport.abort()
+            if self.data.jid is not None:
+                self.services.sessions.close(self.data.jid, self.address)
+        if self.trace is not None:
+            self.trace.close(f"crashed: {exc!r}")
+
+    def on_stop(self) -> None:
+        self.cancel_timers()
+        if self.trace is not None:
+            self.trace.close(self.state)
+
+    # --- tracing -----------------------------------------------------------------------------
+
+    def start_trace(self, tracer: Any, snapshot: bool) -> None:
+        """Trace from now on; `snapshot` first records where the machine stands."""
+        self.stop_trace("replaced")
+        if snapshot:
+            tracer.snapshot(self.state, self.data)
+        self.data = tracer.wrap(self.data)
+        self.trace = self.transport.trace = tracer
+
+    def stop_trace(self, reason: str = "stopped") -> None:
+        if self.trace is not None:
+            self.data = self.trace.unwrap(self.data)
+            self.trace.close(reason)
+            self.trace = self.transport.trace = None
+
+    # --- what xmppctl shows ------------------------------------------------------------------
+
+    def info(self) -> dict:
+        data = self.data
+        return {
+            "id": self.id,
+            "stream_id": data.stream_id,
+            "jid": str(data.jid) if data.jid else None,
+            "user": f"{data.user}@{data.domain}" if data.user else None,
+            "state": self.state,
+            "state_since": self.state_since,
+            "peer": self.transport.peer,
+            "tls": data.tls.version if data.tls else None,
+            "sasl": data.sasl_mechanism,
+            "idle_s": round(time.monotonic() - self.transport.last_input, 1),
+            "available": data.available,
+            "priority": data.priority,
+        }
+
+    def history(self) -> list[dict]:
+        return [
+            {"from": before, "event": describe(event), "to": after, "at": at}
+            for before, event, after, at in self.transitions
+        ]
