@@ -181,6 +181,12 @@ class Xmppd(Server):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "xmppd.cli", "serve", "--config", str(self.config_path)]
 
+    def env(self) -> dict:
+        # The server runs in a work directory: without this it would import whatever copy of
+        # xmppd was last pip-installed into the environment, not this checkout.
+        path = os.environ.get("PYTHONPATH")
+        return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
+
     def version(self) -> str:
         try:
             loop = "uvloop" if _has("uvloop") else "asyncio"
