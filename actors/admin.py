@@ -67,9 +67,11 @@ class AdminServer:
             reply = {"ok": False, "error": str(exc)}
         except (ValueError, TypeError) as exc:
             reply = {"ok": False, "error": f"bad request: {exc}"}
-        writer.write(json.dumps(reply).encode() + b"\n")
         try:
+            writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
+        except ConnectionError:
+            pass  # the asker left without waiting (a second xmppd probing the socket does)
         finally:
             writer.close()
 

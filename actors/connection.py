@@ -251,9 +251,6 @@ class Connection(asyncio.Protocol):
     def send_header(self, attrs: dict[str, str]) -> None:
         self.write(stream_header(attrs))
 
-    def send(self, data: bytes) -> None:
-        self.write(data)
-
     def send_close(self) -> None:
         self.write(STREAM_CLOSE)
 
@@ -265,6 +262,8 @@ class Connection(asyncio.Protocol):
             self.trace.output(data)
         self._pending.append(data)
         self._schedule_flush()
+
+    send = write  # the transport interface's name for it (no extra call per stanza)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -324,7 +323,11 @@ class Connection(asyncio.Protocol):
             # Half-close and read on, discarding, for a moment: closing with unread input
             # (a flood cut short by a stream error) makes the kernel reset the connection,
             # and the client may lose the stream error it has not read yet.
-            self.transport.write_eof()
+            try:
+                self.transport.write_eof()
+            except OSError:  # the client is gone already (reset): nothing left to tell it
+                self.transport.abort()
+                return
             self.transport.resume_reading()
             self._loop.call_later(LINGER, self.transport.close)
             self._on_close(self)  # a lingering socket is no session and no address's slot

@@ -31,7 +31,7 @@ from fsm.core import (
     Stop,
     Timeout,
 )
-from routing.actions import ROUTING_ACTIONS
+from routing.actions import ROUTING_ACTIONS, Route
 from routing.sessions import Opened
 from xmpp.stream import serialize
 
@@ -78,7 +78,7 @@ class Outbox:
 
     def put(self, action: Any) -> None:
         if not self.items:
-            self.perform([action])
+            self.perform([action])  # (the host's _route does this itself on the hot path)
         elif self.at is None:
             self.items.append(action)
         else:
@@ -130,11 +130,12 @@ class Host:
         self.state = "(not started)"
         self.data = data
         self.services = services
+        self.router = services.router
         self.transport = transport
         self.address = address
         self.timers: dict[str, Any] = {}
         self.outbox = Outbox(services.router.perform)
-        self.handlers = {**ACTIONS, **getattr(machine, "ACTIONS", {})}
+        self.handlers = handlers_for(machine)
         self.trace: Any = None  # an actors.trace.Tracer while the session is traced
 
     # --- what a host of a kind provides ------------------------------------------------------
@@ -169,7 +170,14 @@ class Host:
             trace.transition(before, event, self.state, self.data, actions)
         if type(event) is QueryDone:
             self.outbox.answering(event.then)
-        self.perform(actions)
+        handlers = self.handlers
+        try:
+            for action in actions:
+                handlers[type(action)](self, action)
+        except KeyError as exc:
+            if type(exc.args[0]) is type:
+                raise TypeError(f"no handler for the action {exc.args[0].__name__}") from None
+            raise
         if self.outbox.items:
             self.outbox.release()
 
@@ -217,6 +225,16 @@ class Host:
 
 
 # --- the action table: every action of fsm/ is carried out here, and only here ---------------
+
+_tables: dict[Any, dict] = {}  # machine -> its handlers: one table per machine, not per host
+
+
+def handlers_for(machine: Any) -> dict[type, Callable[[Host, Any], None]]:
+    """ACTIONS, extended by the machine's own ACTIONS if it has any."""
+    table = _tables.get(machine)
+    if table is None:
+        table = _tables[machine] = {**ACTIONS, **getattr(machine, "ACTIONS", {})}
+    return table
 
 
 def _send(host: Host, action: Send) -> None:
@@ -298,7 +316,12 @@ def _stop(host: Host, action: Stop) -> None:
 
 
 def _route(host: Host, action: Any) -> None:
-    host.outbox.put(action)
+    if host.outbox.items:
+        host.outbox.put(action)
+    elif type(action) is Route:
+        host.router.route(action.stanza)  # the common case: nothing waits
+    else:
+        host.router.perform_one(action)
 
 
 ACTIONS: dict[type, Callable[[Host, Any], None]] = {

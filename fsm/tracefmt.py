@@ -193,14 +193,19 @@ def redacted(value: Any) -> bool:
 
 
 def brief(event: Any) -> tuple:
-    """The little a history keeps of an event: cheap to take, small to hold, no secrets."""
+    """The little a history keeps of an event: cheap to take, no secrets. Element events give
+    (name, tag, type, mechanism, first child's tag); the others (name, one telling field)."""
     name = type(event).__name__
     element = getattr(event, "element", None)
     if element is None:
         element = getattr(event, "stanza", None)
     if element is not None:
-        first = element[0].tag if len(element) else None
-        return (name, element.tag, element.get("type"), element.get("mechanism"), first)
+        get = element.get
+        if len(element) and (name != "Deliver" or element.tag.endswith("}iq")):
+            first = element[0].tag
+        else:
+            first = None  # (what a delivered message carries is its own business)
+        return (name, element.tag, get("type"), get("mechanism"), first)
     if name == "QueryDone":
         then = getattr(event.then, "func", event.then)
         return (name, getattr(then, "__name__", "?"))

@@ -107,16 +107,21 @@ class Router:
         self._hand(entry, stanza)
 
     def _session(self, entry: SessionEntry, stanza: etree._Element) -> None:
-        if entry.node == self.node:
-            self.local_session(entry, stanza)
-        else:
+        if entry.node != self.node:
             self.other_node(entry.node, stanza)
+        elif self.work.pending:
+            self.local_session(entry, stanza)
+        elif not self.local.deliver(entry.address, stanza):  # (local_session, inlined: hot)
+            self._gone(entry, stanza)
 
     def _hand(self, entry: SessionEntry, stanza: etree._Element) -> None:
         if not self.local.deliver(entry.address, stanza):
-            # The session died without releasing itself: forget it and route again.
-            self.sessions.close(entry.jid, entry.address)
-            self.route(stanza)
+            self._gone(entry, stanza)
+
+    def _gone(self, entry: SessionEntry, stanza: etree._Element) -> None:
+        """The session died without releasing itself: forget it and route again."""
+        self.sessions.close(entry.jid, entry.address)
+        self.route(stanza)
 
     # --- RFC 6121 §8.5 for a local account -------------------------------------------------
 
@@ -186,17 +191,19 @@ class Router:
 
     def perform(self, actions: Iterable[Any]) -> None:
         for action in actions:
-            match action:
-                case Route(stanza):
-                    self.route(stanza)
-                case DeliverToUser():
-                    self.deliver_to_user(action)
-                case RoutePresencesOf():
-                    self.route_presences_of(action)
-                case Work(account, call, args):
-                    self.work.run(account, call, args, self._work_done)
-                case _:
-                    raise TypeError(f"the router cannot perform {action!r}")
+            self.perform_one(action)
+
+    def perform_one(self, action: Any) -> None:
+        if type(action) is Route:
+            self.route(action.stanza)
+        elif type(action) is DeliverToUser:
+            self.deliver_to_user(action)
+        elif type(action) is RoutePresencesOf:
+            self.route_presences_of(action)
+        elif type(action) is Work:
+            self.work.run(action.account, action.call, action.args, self._work_done)
+        else:
+            raise TypeError(f"the router cannot perform {action!r}")
 
     def _work_done(self, result: Any) -> None:
         if isinstance(result, BaseException):

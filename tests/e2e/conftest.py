@@ -18,6 +18,7 @@ def server(tmp_path_factory):
     node.start()
     yield node
     node.stop()
+    assert not node.unexpected_tracebacks(), node.unexpected_tracebacks()[0]
 
 
 @pytest.fixture
@@ -27,6 +28,7 @@ def fresh_server(tmp_path):
     node.add_users(**USERS)
     yield node
     node.stop()
+    assert not node.unexpected_tracebacks(), node.unexpected_tracebacks()[0]
 
 
 @pytest.fixture
@@ -45,6 +47,8 @@ def configured_server(tmp_path):
     yield start
     for node in nodes:
         node.stop()
+    for node in nodes:
+        assert not node.unexpected_tracebacks(), node.unexpected_tracebacks()[0]
 
 
 @pytest.fixture

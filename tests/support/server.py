@@ -112,6 +112,22 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
+    def unexpected_tracebacks(self) -> list[str]:
+        """Tracebacks in the node's log other than the tests' own crash command's: an operator
+        reading the log would take each for a bug."""
+        found, block = [], None
+        for line in self.log().splitlines():
+            if line.startswith("Traceback"):
+                block = [line]
+            elif block is not None:
+                block.append(line)
+                if line and not line.startswith((" ", "Traceback", "During handling")):
+                    text = "\n".join(block)
+                    if "test-only crash" not in text:
+                        found.append(text)
+                    block = None
+        return found
+
     def stop(self, timeout: float = 15) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
