@@ -78,7 +78,7 @@ class Outbox:
 
     def put(self, action: Any) -> None:
         if not self.items:
-            self.perform([action])  # (the host's _route does this itself on the hot path)
+            self.perform([action])
         elif self.at is None:
             self.items.append(action)
         else:
@@ -141,8 +141,9 @@ class Host:
     # --- what a host of a kind provides ------------------------------------------------------
 
     def tell(self, event: Any) -> None:
-        """Put an event in this host's mailbox (it is handled later, never inside this call)."""
-        raise NotImplementedError
+        """Put an event in this host's mailbox (it is handled later, never inside this call).
+        Each kind of host has its own: HostActor's is Pykka's, a replay Machine's a deque."""
+        raise NotImplementedError(f"{type(self).__name__} must say where its events go (tell)")
 
     def record(self, before: str, event: Any, after: str) -> None:
         """Keep the transition for whoever looks (xmppctl, a replay's report)."""
@@ -170,14 +171,7 @@ class Host:
             trace.transition(before, event, self.state, self.data, actions)
         if type(event) is QueryDone:
             self.outbox.answering(event.then)
-        handlers = self.handlers
-        try:
-            for action in actions:
-                handlers[type(action)](self, action)
-        except KeyError as exc:
-            if type(exc.args[0]) is type:
-                raise TypeError(f"no handler for the action {exc.args[0].__name__}") from None
-            raise
+        self.perform(actions)
         if self.outbox.items:
             self.outbox.release()
 

@@ -99,17 +99,16 @@ class Router:
     def local_session(self, entry: SessionEntry, stanza: etree._Element) -> None:
         """Hand the stanza to one of this node's sessions, behind the work started for its
         account, so that it does not overtake a stanza sent before it."""
-        if self.work.pending:  # (the common case has no work in flight at all)
-            account = str(entry.jid.bare)
-            if self.work.must_wait(account):
-                self.work.after(account, lambda: self._hand(entry, stanza))
-                return
-        self._hand(entry, stanza)
+        account = str(entry.jid.bare)
+        if self.work.must_wait(account):
+            self.work.after(account, lambda: self._hand(entry, stanza))
+        else:
+            self._hand(entry, stanza)
 
     def _session(self, entry: SessionEntry, stanza: etree._Element) -> None:
         if entry.node != self.node:
             self.other_node(entry.node, stanza)
-        elif self.work.pending:
+        elif self.work.pending:  # the common case has no work in flight at all
             self.local_session(entry, stanza)
         elif not self.local.deliver(entry.address, stanza):  # (local_session, inlined: hot)
             self._gone(entry, stanza)
