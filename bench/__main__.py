@@ -171,10 +171,12 @@ class Run:
 
     # --- scenarios ---------------------------------------------------------------------------
 
-    def login(self, server, mechanism: str) -> None:
+    def login(self, server, mechanism: str, session: bool = False) -> None:
+        """The login storm, or with `session` whole client sessions (roster, presence, logout)."""
         users = accounts(self.args.login_accounts)
         job = {
-            "scenario": "login", "host": "127.0.0.1", "port": server.port,
+            "scenario": "session" if session else "login", "session": session,
+            "host": "127.0.0.1", "port": server.port,
             "domain": "localhost", "users": users, "mechanism": mechanism,
             "concurrency": self.args.login_concurrency, "duration": self.args.duration,
             "warmup": 2, "sources": SOURCES[:4],
@@ -312,13 +314,19 @@ class Run:
             self.result["servers"][name] = {"version": server.version(), "provision_s": took}
             self.save()
             try:
-                if {"login", "flood"} & set(args.scenarios):
+                if {"login", "session", "flood"} & set(args.scenarios):
                     server.start()
                     try:
                         if "login" in args.scenarios:
                             for mechanism in args.mechanisms:
                                 self.log(f"{name}: login storm, {mechanism}")
                                 self._guard(name, lambda s=server, m=mechanism: self.login(s, m))
+                        if "session" in args.scenarios:
+                            for mechanism in args.mechanisms:
+                                self.log(f"{name}: client sessions, {mechanism}")
+                                self._guard(
+                                    name, lambda s=server, m=mechanism: self.login(s, m, True)
+                                )
                         if "flood" in args.scenarios:
                             self.log(f"{name}: message flood")
                             self._guard(name, lambda s=server: self.flood(s))
@@ -359,7 +367,9 @@ def main(argv: list[str] | None = None) -> None:
     csv = lambda text: [s.strip() for s in text.split(",") if s.strip()]  # noqa: E731
     ints = lambda text: [int(s) for s in csv(text)]  # noqa: E731
     run.add_argument("--against", type=csv, default=["xmppd", "prosody"])
-    run.add_argument("--scenarios", type=csv, default=["login", "flood", "idle", "roster"])
+    run.add_argument(
+        "--scenarios", type=csv, default=["login", "session", "flood", "idle", "roster"]
+    )
     run.add_argument("--mechanisms", type=csv, default=["SCRAM-SHA-1", "PLAIN"])
     run.add_argument("--idle", type=ints, default=[1000, 10000, 19000])
     run.add_argument("--duration", type=float, default=10.0)

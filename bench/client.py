@@ -331,6 +331,34 @@ async def login(
     return conn
 
 
+ROSTER_RESULT = re.compile(rb"<iq\b[^>]*\bid=['\"]roster1['\"][^>]*>")
+STREAM_CLOSE = re.compile(rb"</stream:stream>")
+
+
+async def client_session(conn: Conn, timeout: float = 60) -> None:
+    """What a client does after bind, then its logout: get the roster, send initial presence
+    and wait for its echo from the server (RFC 6121 §4.2.2), end the stream and wait for the
+    server's end of stream, then close the socket (abort it on failure)."""
+    try:
+        conn.arm(timeout)
+        conn.send(b"<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>")
+        answer = await conn.expect(ROSTER_RESULT)
+        if b"type='error'" in answer.group(0) or b'type="error"' in answer.group(0):
+            raise XMPPError(f"roster get failed: {answer.group(0)!r}")
+        conn.send(b"<presence/>")
+        own = re.escape(conn.jid.encode())
+        await conn.expect(re.compile(rb"<presence\b[^>]*\bfrom=['\"]" + own + rb"['\"]"))
+        conn.send(b"</stream:stream>")
+        await conn.expect(STREAM_CLOSE)
+    except BaseException:
+        conn.disarm()
+        conn.abort()
+        raise
+    conn.disarm()
+    conn.closed = True
+    conn.transport.close()
+
+
 def answer_pings(conn: Conn) -> Callable[[bytes], None]:
     """An `on_input` for idle connections: answers XEP-0199 pings (servers ping idle
     clients), ignores everything else, keeps no more than an unfinished stanza."""

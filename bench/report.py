@@ -29,8 +29,8 @@ def _rows(result: dict) -> list[tuple[str, str, dict[str, dict], callable, bool]
     order: list[tuple] = []
     for entry in result.get("results", []):
         scenario = entry.get("scenario")
-        if scenario == "login":
-            key = ("login", entry["mechanism"])
+        if scenario in ("login", "session"):
+            key = (scenario, entry["mechanism"])
         elif scenario == "flood":
             key = ("flood",)
         elif scenario == "idle":
@@ -46,8 +46,12 @@ def _rows(result: dict) -> list[tuple[str, str, dict[str, dict], callable, bool]
     rows = []
     for key in order:
         entries = by[key]
-        if key[0] == "login":
-            name = f"login storm, {key[1]} over STARTTLS"
+        if key[0] in ("login", "session"):
+            name = (
+                f"login storm, {key[1]} over STARTTLS"
+                if key[0] == "login"
+                else f"client session (STARTTLS, {key[1]}, bind, roster, presence, logout)"
+            )
             rows.append((f"{name}: logins/s", entries, lambda e: e["logins_per_s"], True))
             rows.append(
                 (f"{name}: logins per server CPU-second", entries, _per_cpu("logins_per_s"), True)

@@ -21,6 +21,7 @@ import time
 from bench.client import (
     XMPPError,
     answer_pings,
+    client_session,
     client_tls_context,
     login,
 )
@@ -67,7 +68,11 @@ def source_addresses(job: dict) -> itertools.cycle:
 async def login_storm(job: dict) -> dict:
     """`concurrency` clients log in (connect, STARTTLS, SASL, bind) and close, again and again,
     over `accounts` accounts. Every account logs in once first (warm-up: the generator keeps
-    SCRAM's SaltedPassword as clients do), then logins are counted for `duration` seconds."""
+    SCRAM's SaltedPassword as clients do), then logins are counted for `duration` seconds.
+
+    With `session` set (the `session` scenario), each login goes on as a client's does: roster
+    get, initial presence and its echo, end of stream answered by the server's; the latency is
+    from connect to the server's end of stream."""
     users = job["users"]
     mechanism = job["mechanism"]
     context = client_tls_context()
@@ -84,6 +89,9 @@ async def login_storm(job: dict) -> dict:
             job["host"], job["port"], job["domain"], user, password, mechanism,
             resource=f"r{index}", context=context, local_addr=next(sources),
         )  # fmt: skip
+        if job.get("session"):
+            await client_session(conn)
+            return time.perf_counter() - started
         elapsed = time.perf_counter() - started
         conn.close()
         return elapsed
@@ -124,7 +132,7 @@ async def login_storm(job: dict) -> dict:
     count = state["count"]
     await asyncio.wait(tasks, timeout=30)
     return {
-        "scenario": "login",
+        "scenario": "session" if job.get("session") else "login",
         "mechanism": mechanism,
         "concurrency": concurrency,
         "logins": count,
@@ -349,7 +357,13 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
     from bench.presence import presence_rounds
 
-    runners = {"login": login_storm, "flood": flood, "idle": idle, "roster": presence_rounds}
+    runners = {
+        "login": login_storm,
+        "session": login_storm,
+        "flood": flood,
+        "idle": idle,
+        "roster": presence_rounds,
+    }
     runner = runners[job["scenario"]]
     result = asyncio.run(runner(job))
     if result is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from bench import worker
 from bench.presence import presence_rounds
@@ -38,6 +39,35 @@ def test_login_storm_logs_in(server, run):
         results.append({"server": "xmppd", **result})
     table = markdown({"servers": {"xmppd": {}}, "results": results})
     assert "logins/s" in table
+
+
+def test_client_session_scenario_logs_in_and_out(server, run):
+    """Whole client sessions (roster, presence echoed, logout answered): every one completes,
+    and none is left behind on the server afterwards."""
+    server.add_users(**dict(USERS))
+    job = _job(server, "session", session=True, mechanism="PLAIN", concurrency=2,
+               duration=0.5, warmup=0.1)  # fmt: skip
+    result = run(worker.login_storm(job))
+    assert result["scenario"] == "session", result
+    assert result["logins"] > 0 and result["errors"] == 0, result
+    table = markdown({"servers": {"xmppd": {}}, "results": [{"server": "xmppd", **result}]})
+    assert "client session" in table
+    assert _eventually(lambda: not _bench_sessions(server)), _bench_sessions(server)
+
+
+def _bench_sessions(server) -> list[str]:
+    names = {f"{user}@localhost" for user, _ in USERS}
+    rows = server.admin("sessions")["result"]
+    return [row["jid"] for row in rows if row["jid"].split("/")[0] in names]
+
+
+def _eventually(predicate, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def test_message_flood_counts_every_message(server, tmp_path):
