@@ -391,7 +391,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     run.add_argument("--keep", action="store_true", help="keep the servers' data and logs")
     prof = sub.add_parser("profile", help="py-spy samples of xmppd under the message flood")
-    prof.add_argument("--scenario", default="flood", help="flood, SCRAM-SHA-1 or PLAIN")
+    prof.add_argument(
+        "--scenario", default="flood", help="flood, SCRAM-SHA-1, PLAIN, session-PLAIN, ..."
+    )
     prof.add_argument("--seconds", type=int, default=20)
     prof.add_argument("--pairs", type=int, default=50)
     prof.add_argument("--window", type=int, default=50)

@@ -1,5 +1,6 @@
-"""`python -m bench profile [--scenario flood|SCRAM-SHA-1|PLAIN]`: xmppd under the message
-flood (or a login storm with that mechanism), sampled by py-spy (`pip install
+"""`python -m bench profile [--scenario flood|SCRAM-SHA-1|PLAIN|session-PLAIN|...]`: xmppd
+under the message flood (or a login storm with that mechanism, or whole client sessions with
+`session-MECHANISM`), sampled by py-spy (`pip install
 py-spy`); prints the functions with the most samples, by own time and with callees, and keeps
 the raw (collapsed) stacks in the output directory (flamegraph.pl or speedscope read them).
 
@@ -99,9 +100,11 @@ def profile(args) -> None:
             "window": args.window, "duration": args.seconds + 4, "warmup": 3, "drain": 20,
             "cpu": args.generator_core,
         }  # fmt: skip
-        if args.scenario != "flood":  # a login storm with this mechanism
+        if args.scenario != "flood":  # a login storm, or client sessions, with this mechanism
+            session = args.scenario.startswith("session-")
             job.update(
-                scenario="login", users=accounts(500), mechanism=args.scenario,
+                scenario="session" if session else "login", session=session,
+                users=accounts(500), mechanism=args.scenario.removeprefix("session-"),
                 concurrency=50, warmup=2,
             )  # fmt: skip
         path = tmp / "job.json"
@@ -123,7 +126,8 @@ def profile(args) -> None:
         if not started.wait(180):
             raise SystemExit("the generator did not start measuring")
         time.sleep(1)
-        name = "flood" if args.scenario == "flood" else f"login-{args.scenario}"
+        plain_name = args.scenario.startswith(("flood", "session"))
+        name = args.scenario if plain_name else f"login-{args.scenario}"
         raw = out / f"profile-{name}.raw.txt"
         common = ["--pid", str(server.proc.pid), "--duration", str(args.seconds)]
         common += ["--rate", str(args.rate)]

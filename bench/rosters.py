@@ -75,3 +75,27 @@ def write_prosody(data_dir: Path, rosters: dict[str, list[str]]) -> None:
             f"{items}}};\n"
         )
         (directory / f"{user}.dat").write_text(text)
+
+
+def write_ejabberd(database: Path, rosters: dict[str, list[str]]) -> None:
+    """ejabberd's SQLite database (lite.sql, the old schema without server_host): one
+    `rosterusers` row per contact, subscription 'B' (both), nothing asked, no groups."""
+    import sqlite3
+
+    rows = [
+        (user, f"{contact}@{DOMAIN}", "", "B", "N", "", "N", "", "item")
+        for user, contacts in rosters.items()
+        for contact in contacts
+    ]
+    db = sqlite3.connect(database)
+    try:
+        with db:
+            db.execute("DELETE FROM rosterusers")
+            db.execute("DELETE FROM rostergroups")
+            db.executemany(
+                "INSERT INTO rosterusers (username, jid, nick, subscription, ask, askmessage,"
+                " server, subscribe, type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+    finally:
+        db.close()

@@ -3,6 +3,7 @@ RSS and CPU time from /proc, stopping it."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -280,4 +281,137 @@ class Prosody(Server):
             return "Prosody"
 
 
-SERVERS = {"xmppd": Xmppd, "prosody": Prosody}
+# --- ejabberd ----------------------------------------------------------------------------------
+
+
+def _ejabberd_account(job: tuple[str, str]) -> tuple[str, str, str, str, int]:
+    """A row of ejabberd's `users` table as ejabberd_auth:password_to_scram/3 makes it for
+    SCRAM-SHA-1: StoredKey (in the password column), ServerKey and a 16-byte salt, base64."""
+    user, password = job
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha1", password.encode(), salt, ITERATIONS)
+    stored = hashlib.sha1(hmac.digest(salted, b"Client Key", "sha1")).digest()
+    server = hmac.digest(salted, b"Server Key", "sha1")
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return user, b64(stored), b64(server), b64(salt), ITERATIONS
+
+
+def _ejabberd_lib() -> Path:
+    """Debian's ejabberd application directory (/usr/lib/<triplet>/ejabberd-<version>)."""
+    found = sorted(p for p in Path("/usr/lib").glob("*/ejabberd-*") if (p / "ebin").is_dir())
+    if not found:
+        raise RuntimeError("ejabberd is not installed (apt-get install ejabberd erlang-p1-sqlite3)")
+    return found[-1]
+
+
+class Ejabberd(Server):
+    """Debian's ejabberd, started as ejabberdctl would start it (`erl ... -s ejabberd`) but
+    called directly: no `su` to the ejabberd user and no shell in between, so that the process
+    the harness watches is beam.smp itself, and no Erlang distribution (no node name), so that
+    no epmd is started. The VM is told it has the one core taskset gives it."""
+
+    name = "ejabberd"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "ejabberd-data"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "ejabberd.yml"
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "ejabberd.db"
+
+    def provision(self, count: int) -> float:
+        """Write the config; write the accounts into ejabberd's SQLite database (the schema of
+        its lite.sql, the `users` rows with SCRAM-SHA-1 keys as ejabberd_auth_sql stores them),
+        from the cache when an earlier run made the same accounts."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "mnesia").mkdir(exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
+        template = (BENCH / "ejabberd.yml").read_text()
+        self.config_path.write_text(
+            template.replace("@DATA@", str(self.data_dir))
+            .replace("@PORT@", str(self.port))
+            .replace("@CERT@", str(self.cert))
+            .replace("@KEY@", str(self.key))
+        )
+        cached = self.cache / f"ejabberd-{count}-{ITERATIONS}.db"
+        started = time.monotonic()
+        if not cached.is_file():
+            import sqlite3
+
+            self.cache.mkdir(parents=True, exist_ok=True)
+            partial = self.cache / f"ejabberd-{count}-{ITERATIONS}.db.partial"
+            partial.unlink(missing_ok=True)
+            with ProcessPoolExecutor() as pool:
+                rows = list(pool.map(_ejabberd_account, accounts(count), chunksize=256))
+            db = sqlite3.connect(partial)
+            try:
+                db.executescript((_ejabberd_lib() / "priv" / "sql" / "lite.sql").read_text())
+                with db:
+                    db.executemany(
+                        "INSERT INTO users (username, password, serverkey, salt, iterationcount)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        rows,
+                    )
+            finally:
+                db.close()
+            partial.rename(cached)
+        shutil.copyfile(cached, self.database)
+        return time.monotonic() - started
+
+    def write_rosters(self, rosters: dict[str, list[str]]) -> None:
+        from bench.rosters import write_ejabberd
+
+        write_ejabberd(self.database, rosters)
+
+    def command(self) -> list[str]:
+        return [
+            "erl", "-noinput",
+            "+K", "true", "+P", "250000",  # what ejabberdctl passes
+            # one core (taskset): one scheduler, one dirty CPU scheduler, and no scheduler
+            # spinning while it waits for work, so that the CPU time read is work done
+            "+S", "1:1", "+SDcpu", "1:1",
+            "+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none",
+            "-mnesia", "dir", f'"{self.data_dir / "mnesia"}"',
+            "-s", "ejabberd",
+        ]  # fmt: skip
+
+    def env(self) -> dict:
+        return {
+            **os.environ,
+            "EJABBERD_CONFIG_PATH": str(self.config_path),
+            "EJABBERD_LOG_PATH": str(self.data_dir / "logs" / "ejabberd.log"),
+            "ERL_LIBS": str(_ejabberd_lib().parent),
+            "ERL_MAX_PORTS": "65536",
+            "ERL_MAX_ETS_TABLES": "1400",
+            "ERL_CRASH_DUMP": str(self.workdir / "erl_crash.dump"),
+            "ERL_CRASH_DUMP_BYTES": "0",
+        }
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The VM's output, then ejabberd's own log (warnings and errors)."""
+        own = self.data_dir / "logs" / "ejabberd.log"
+        try:
+            tail = "\n".join(own.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            tail = ""
+        return super().log_tail(lines) + ("\n--- ejabberd.log:\n" + tail if tail else "")
+
+    def version(self) -> str:
+        try:
+            out = subprocess.run(
+                ["dpkg-query", "-W", "-f", "${Version}", "ejabberd"],
+                capture_output=True, text=True, timeout=10,
+            ).stdout  # fmt: skip
+            otp = sorted(Path("/usr/lib/erlang/releases").glob("*/OTP_VERSION"))
+            erlang = otp[-1].read_text().strip() if otp else "?"
+            return f"ejabberd {out.split('-')[0]} (Debian package, Erlang/OTP {erlang})"
+        except OSError:
+            return "ejabberd"
+
+
+SERVERS = {"xmppd": Xmppd, "prosody": Prosody, "ejabberd": Ejabberd}
