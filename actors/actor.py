@@ -80,12 +80,20 @@ class HostActor(RunQueueActor, Host):
 
     def record(self, before: str, event: Any, after: str) -> None:
         now = time.time()
-        self.transitions.append((before, label(event), after, now))
+        kind = type(event)
+        if kind is Deliver or kind is StreamElement:  # label()'s hot path, inline: every stanza
+            element = event.stanza if kind is Deliver else event.element
+            text = _labels.get((kind, element.tag, element.get("type")))
+            if text is None:
+                text = label(event)
+        else:
+            text = label(event)
+        self.transitions.append((before, text, after, now))
         if after != before:
             self.state_since = now
         if log.isEnabledFor(logging.DEBUG):
             who = self.data.jid or self.data.user or "-"
-            log.debug("[%s] %s %s --%s--> %s", self.id, who, before, label(event), after)
+            log.debug("[%s] %s %s --%s--> %s", self.id, who, before, text, after)
 
     def finish(self, condition: str | None, text: str | None) -> None:
         if condition:

@@ -368,8 +368,7 @@ def _served_here(contact: str, data: Any) -> bool:
 
 
 def load_requests(storage: Any, username: str, domain: str) -> list[str]:
-    _version, items = storage.rosters.items(username, domain)
-    return [item.pending_in_stanza for item in items if item.pending_in_stanza]
+    return storage.rosters.pending_requests(username, domain)
 
 
 def requests_in(stored: Any, data: Any) -> tuple[Any, list]:

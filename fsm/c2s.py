@@ -219,8 +219,8 @@ STATES = {
 def step(state: str, event, data: C2S) -> Transition:
     """Run one event through the machine; a state function that stays returns STAY."""
     transition = STATES[state](event, data)
-    if transition.state == STAY:
-        return transition._replace(state=state)
+    if transition[0] == STAY:  # (not _replace: this runs for every stanza)
+        return Transition(state, transition[1], transition[2])
     return transition
 
 

@@ -51,6 +51,10 @@ class RosterStore(Protocol):
 
     def get(self, username: str, domain: str, contact: str) -> RosterItem | None: ...
 
+    def pending_requests(self, username: str, domain: str) -> list[str]:
+        """The subscription requests awaiting the user's answer (their stanzas, XML), by
+        the contact's jid: what an initial presence delivers again (RFC 6121 §3.1.3)."""
+
     def put(self, username: str, domain: str, item: RosterItem) -> str:
         """Create or replace the item for item.jid; returns the roster's new version.
         Raises ValueError for an unknown subscription, NoSuchAccount for no such user."""

@@ -47,6 +47,10 @@ class MemoryRosterStore(_UserData):
         with self._lock:
             return self._items.get((domain, username), {}).get(contact)
 
+    def pending_requests(self, username: str, domain: str) -> list[str]:
+        _version, items = self.items(username, domain)
+        return [item.pending_in_stanza for item in items if item.pending_in_stanza]
+
     def put(self, username: str, domain: str, item: RosterItem) -> str:
         item = checked_roster_item(item)
         key = (domain, username)

@@ -93,18 +93,25 @@ class PointQuery:
 
     def first(self, **params: Any) -> Any:
         """The first row (fields by column name), or None."""
+        rows = self._fetch(params, 1)
+        return self._row._make(rows[0]) if rows else None
+
+    def all(self, **params: Any) -> list:
+        """Every row (fields by column name)."""
+        return [self._row._make(row) for row in self._fetch(params, None)]
+
+    def _fetch(self, params: dict, size: int | None) -> list:
         args = params if self._order is None else tuple(params[n] for n in self._order)
         raw = self._engine.raw_connection()
         try:
             cursor = raw.cursor()
             try:
                 cursor.execute(self._sql, args)
-                row = cursor.fetchone()
+                return cursor.fetchall() if size is None else cursor.fetchmany(size)
             finally:
                 cursor.close()
         finally:
             raw.close()
-        return None if row is None else self._row._make(row)
 
 
 @contextmanager

@@ -81,6 +81,11 @@ _item_query = select(roster_items).where(
     _items.username == bindparam("i_username"),
     _items.jid == bindparam("i_jid"),
 )
+_requests_query = select(_items.jid, _items.pending_in_stanza).where(
+    _items.domain == bindparam("r_domain"),
+    _items.username == bindparam("r_username"),
+    _items.pending_in_stanza.is_not(None),
+)
 
 
 def _item_from_row(row) -> RosterItem:
@@ -126,6 +131,7 @@ class SqlRosterStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._item = PointQuery(engine, _item_query)  # every presence probe reads one
+        self._requests = PointQuery(engine, _requests_query)  # every initial presence
 
     def items(self, username: str, domain: str) -> tuple[str, list[RosterItem]]:
         with _snapshot(self._engine) as conn:
@@ -139,6 +145,10 @@ class SqlRosterStore:
     def get(self, username: str, domain: str, contact: str) -> RosterItem | None:
         row = self._item.first(i_domain=domain, i_username=username, i_jid=contact)
         return None if row is None else _item_from_row(row)
+
+    def pending_requests(self, username: str, domain: str) -> list[str]:
+        rows = self._requests.all(r_domain=domain, r_username=username)
+        return [row.pending_in_stanza for row in sorted(rows)]
 
     def put(self, username: str, domain: str, item: RosterItem) -> str:
         item = checked_roster_item(item)
@@ -193,12 +203,19 @@ def _count_offline(conn: Connection, username: str, domain: str) -> int:
     return conn.scalar(query)
 
 
+# The oldest message's id (NULL for none): one step down the owner index.
+_oldest_offline_query = select(func.min(_offline.id).label("oldest")).where(
+    _offline.domain == bindparam("o_domain"), _offline.username == bindparam("o_username")
+)
+
+
 class SqlOfflineStore:
     """OfflineStore on a migrated engine. The limit check and the insert share one write
     transaction under the owner's lock, so concurrent pushes never exceed the limit."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._oldest = PointQuery(engine, _oldest_offline_query)  # every initial presence
 
     def push(self, username: str, domain: str, stanza: str, limit: int) -> bool:
         """False too when the user has no account."""
@@ -219,6 +236,11 @@ class SqlOfflineStore:
             return _count_offline(conn, username, domain)
 
     def pop_all(self, username: str, domain: str) -> list[str]:
+        # Most logins find nothing: one indexed read then, not the write lock. A message
+        # stored after this read waits for the next initial presence, as one stored after
+        # the transaction below would.
+        if self._oldest.first(o_domain=domain, o_username=username).oldest is None:
+            return []
         with write_transaction(self._engine) as conn:
             if not _lock_account(conn, username, domain):
                 return []

@@ -118,6 +118,36 @@ def test_every_field_round_trips(storage):
     assert storage.rosters.items("alice", D)[1] == [item]
 
 
+def test_pending_requests_are_the_unanswered_subscribe_stanzas_by_contact(storage):
+    def request(who: str) -> str:
+        return f"<presence xmlns='jabber:client' from='{who}' type='subscribe'/>"
+
+    assert storage.rosters.pending_requests("alice", D) == []
+    storage.rosters.put(
+        "alice",
+        D,
+        RosterItem("zed@localhost", pending_in=True, pending_in_stanza=request("zed@localhost")),
+    )
+    storage.rosters.put("alice", D, RosterItem("carol@localhost", subscription="both"))
+    storage.rosters.put(
+        "alice",
+        D,
+        RosterItem("bob@localhost", pending_in=True, pending_in_stanza=request("bob@localhost")),
+    )
+    storage.rosters.put(
+        "bob",
+        D,
+        RosterItem("dan@localhost", pending_in=True, pending_in_stanza=request("dan@localhost")),
+    )
+    assert storage.rosters.pending_requests("alice", D) == [
+        request("bob@localhost"),
+        request("zed@localhost"),
+    ]
+    storage.rosters.put("alice", D, RosterItem("bob@localhost", subscription="from"))
+    assert storage.rosters.pending_requests("alice", D) == [request("zed@localhost")]
+    assert storage.rosters.pending_requests("nobody", D) == []
+
+
 def test_groups_given_as_a_list_come_back_as_a_tuple(storage):
     storage.rosters.put("alice", D, RosterItem("bob@localhost", groups=["B", "A"]))  # type: ignore[arg-type]
     assert storage.rosters.get("alice", D, "bob@localhost").groups == ("B", "A")
