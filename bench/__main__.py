@@ -406,9 +406,18 @@ def main(argv: list[str] | None = None) -> None:
     prof.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "xmppd-bench-cache"))
     table = sub.add_parser("table", help="print the Markdown table of a result file")
     table.add_argument("file")
+    medians = sub.add_parser(
+        "medians", help="one table of several runs: medians and ranges per server and figure"
+    )
+    medians.add_argument("files", nargs="+", help="the runs' latest.json files")
     args = parser.parse_args(argv)
     if args.command == "table":
         print(markdown(json.loads(Path(args.file).read_text())))
+        return
+    if args.command == "medians":
+        from bench.medians import markdown as medians_table
+
+        print(medians_table([Path(f) for f in args.files]), end="")
         return
     if args.command == "profile":
         from bench.profile import profile

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
+
+from fsm.core import replace
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import secrets
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -25,6 +24,7 @@ from fsm.core import (
     SetPresence,
     SetSessionInfo,
     Work,
+    replace,
 )
 from storage.im import RosterItem
 from xmpp import ns

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -14,7 +13,7 @@ from features.hooks import HookResult, Stop, hook
 from features.im import im, with_im
 from features.registry import handles_iq
 from features.replies import error, result
-from fsm.core import DeliverToUser, Query, Route, RoutePresencesOf, Send
+from fsm.core import DeliverToUser, Query, Route, RoutePresencesOf, Send, replace
 from storage.im import RosterItem
 from xmpp import ns
 from xmpp.jid import JID, JIDMalformed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from lxml import etree
 
@@ -38,6 +37,7 @@ from fsm.core import (
     Timeout,
     TLSEstablished,
     Transition,
+    replace,
 )
 from fsm.session import C2S, TLSInfo
 from xmpp import ns, sasl

@@ -114,6 +114,37 @@ class PointQuery:
             raw.close()
 
 
+class PointWrite:
+    """One writing statement for a hot path (every logout records the last activity), run
+    as PointQuery runs a SELECT: compiled once, straight through the driver, committed on
+    its own. The statement must be complete in itself (one statement is atomic)."""
+
+    def __init__(self, engine: Engine, statement: Any) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self._engine = engine
+        self._sql = compiled.string
+        self._order = compiled.positiontup
+
+    def run(self, **params: Any) -> int:
+        """The number of rows the statement changed."""
+        args = params if self._order is None else tuple(params[n] for n in self._order)
+        raw = self._engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self._sql, args)
+                changed = cursor.rowcount
+            finally:
+                cursor.close()
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+        return changed
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: on SQLite it holds the write lock from its first

@@ -9,15 +9,25 @@ row to lock: writes then raise NoSuchAccount (offline push returns False), as st
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from storage.accounts import NoSuchAccount
 from storage.im import RosterItem, checked_roster_item
-from storage.sql.engine import PointQuery, read_transaction, write_transaction
+from storage.sql.engine import PointQuery, PointWrite, read_transaction, write_transaction
 from storage.sql.schema import (
     accounts,
     last_activity,
@@ -48,20 +58,6 @@ def _require_account(conn: Connection, username: str, domain: str) -> None:
         raise NoSuchAccount(f"{username}@{domain}")
 
 
-@contextmanager
-def _snapshot(engine: Engine) -> Iterator[Connection]:
-    """A read transaction whose statements all see one snapshot: SQLite under WAL gives that
-    already; PostgreSQL needs REPEATABLE READ (its default READ COMMITTED is per statement)."""
-    if engine.dialect.name != "postgresql":
-        with read_transaction(engine) as conn:
-            yield conn
-        return
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            yield conn
-
-
 def _upsert(conn: Connection, table: Table, key: dict, values: dict) -> None:
     """Update the row with this key, or insert it. Callers hold the owner's lock, so no other
     transaction can insert the same key in between."""
@@ -85,6 +81,23 @@ _requests_query = select(_items.jid, _items.pending_in_stanza).where(
     _items.domain == bindparam("r_domain"),
     _items.username == bindparam("r_username"),
     _items.pending_in_stanza.is_not(None),
+)
+
+
+# The whole roster and its version in one statement, so one snapshot on any database and at
+# least one row (the version's) when there are no items.
+_owner_row = select(
+    bindparam("r_domain", type_=String).label("domain"),
+    bindparam("r_username", type_=String).label("username"),
+).subquery("o")
+_roster_query = select(_versions.version.label("roster_version"), *roster_items.c).select_from(
+    _owner_row.outerjoin(
+        roster_versions,
+        (_versions.domain == _owner_row.c.domain) & (_versions.username == _owner_row.c.username),
+    ).outerjoin(
+        roster_items,
+        (_items.domain == _owner_row.c.domain) & (_items.username == _owner_row.c.username),
+    )
 )
 
 
@@ -132,15 +145,15 @@ class SqlRosterStore:
         self._engine = engine
         self._item = PointQuery(engine, _item_query)  # every presence probe reads one
         self._requests = PointQuery(engine, _requests_query)  # every initial presence
+        self._roster = PointQuery(engine, _roster_query)  # every login's roster get
 
     def items(self, username: str, domain: str) -> tuple[str, list[RosterItem]]:
-        with _snapshot(self._engine) as conn:
-            version = _read_version(conn, username, domain)
-            rows = conn.execute(select(roster_items).where(*_owner(roster_items, username, domain)))
-            items = [_item_from_row(row) for row in rows]
+        rows = self._roster.all(r_domain=domain, r_username=username)
+        version = rows[0].roster_version if rows else None
+        items = [_item_from_row(row) for row in rows if row.jid is not None]
         # Sorted here rather than by ORDER BY: PostgreSQL's collation is locale-dependent.
         items.sort(key=lambda item: item.jid)
-        return str(version), items
+        return str(version or 0), items
 
     def get(self, username: str, domain: str, contact: str) -> RosterItem | None:
         row = self._item.first(i_domain=domain, i_username=username, i_jid=contact)
@@ -310,10 +323,34 @@ _last_query = select(last_activity.c.stamp, last_activity.c.status).where(
 )
 
 
+def _last_upsert(engine: Engine) -> Any:
+    """INSERT ... SELECT ... WHERE the account exists ON CONFLICT DO UPDATE: one statement,
+    the same on SQLite (3.24 and later) and PostgreSQL; it changes no row for no account."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    owner = bindparam("l_domain"), bindparam("l_username")
+    values = select(*owner, bindparam("l_stamp"), bindparam("l_status")).where(
+        select(accounts.c.username)
+        .where(accounts.c.domain == owner[0], accounts.c.username == owner[1])
+        .exists()
+    )
+    table = last_activity.c
+    statement = upsert(last_activity).from_select(
+        [table.domain, table.username, table.stamp, table.status], values
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[table.domain, table.username],
+        set_={"stamp": statement.excluded.stamp, "status": statement.excluded.status},
+    )
+
+
 class SqlLastActivityStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._last = PointQuery(engine, _last_query)  # every probe of an offline user
+        self._set = PointWrite(engine, _last_upsert(engine))  # every logout
 
     def get(self, username: str, domain: str) -> tuple[float, str] | None:
         row = self._last.first(l_domain=domain, l_username=username)
@@ -321,11 +358,10 @@ class SqlLastActivityStore:
 
     def set(self, username: str, domain: str, stamp: float, status: str) -> None:
         """Raises NoSuchAccount."""
-        with write_transaction(self._engine) as conn:
-            _require_account(conn, username, domain)
-            _upsert(
-                conn,
-                last_activity,
-                {"domain": domain, "username": username},
-                {"stamp": stamp, "status": status},
-            )
+        try:
+            changed = self._set.run(l_domain=domain, l_username=username, l_stamp=stamp,
+                                    l_status=status)  # fmt: skip
+        except self._engine.dialect.dbapi.IntegrityError:
+            changed = 0  # the account was deleted between the statement's check and its insert
+        if not changed:
+            raise NoSuchAccount(f"{username}@{domain}")

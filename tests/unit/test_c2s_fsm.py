@@ -1311,3 +1311,20 @@ def test_own_from_in_another_spelling_is_accepted():
     m = established()
     (route,) = m(element("<message from='Alice@LOCALHOST/phone' to='bob@localhost'/>"))
     assert route.stanza.get("from") == "alice@localhost/phone"
+
+
+def test_the_machines_replace_copies_changes_and_refuses_unknown_fields():
+    import dataclasses
+
+    from features.im import IM
+    from fsm.core import replace as fast_replace
+    from tests.unit.fsm_helpers import session_data
+
+    data = dataclasses.replace(session_data(), user="alice", im=IM(interested=True))
+    changed = fast_replace(data, available=True, priority=5)
+    assert changed == dataclasses.replace(data, available=True, priority=5)
+    assert (data.available, data.priority, changed.user, changed.im) == (False, 0, "alice", data.im)
+    with pytest.raises(TypeError, match="no field 'availble'"):
+        fast_replace(data, availble=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        changed.available = False  # type: ignore[misc]
