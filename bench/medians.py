@@ -1,6 +1,6 @@
 """`python -m bench medians RESULT.json ...`: the table of several runs (each server run three
 times or more, alternating), one row per figure, each server's median with the range of its runs
-beside it, and the first server's median over each other's."""
+beside it, and xmppd's median (else the first server's) over each other's."""
 
 from __future__ import annotations
 
@@ -63,6 +63,8 @@ def _cell(runs: list | None, name: str = "") -> str:
 
 def markdown(paths: list[Path]) -> str:
     names, servers, values, _higher = collect(paths)
+    # xmppd is the server the ratios are about, whichever order the files came in.
+    servers.sort(key=lambda server: server != "xmppd")
     first, others = servers[0], servers[1:]
     head = ["figure", *(f"{s}: median (range)" for s in servers)]
     head += [f"{first} ÷ {s}" for s in others]

@@ -4,6 +4,8 @@ Every write first locks the owner's accounts row (PostgreSQL: FOR NO KEY UPDATE,
 one user are serialised and race neither each other nor the account's deletion; SQLite: the
 write transaction already holds the database's write lock). A user without an account has no
 row to lock: writes then raise NoSuchAccount (offline push returns False), as storage.im says.
+The last activity, written at every logout, is the exception: one upsert that checks the account
+in the same statement (and the foreign key stops a row for an account deleted meanwhile).
 """
 
 from __future__ import annotations
