@@ -10,7 +10,6 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ from pykka import ActorDeadError
 
 from actors.actor import HostActor
 from actors.connection import Connection
+from actors.lanes import StorageLanes
 from actors.randomness import ENTROPY
 from actors.runtime import Scheduler
 from features.hooks import ServerContext
@@ -96,9 +96,7 @@ class Node:
         self._sweeper: asyncio.TimerHandle | None = None
         # Everything that changes one account's storage runs on one single-thread lane, chosen
         # by its bare JID: its sessions' queries and the server's work for it never race.
-        self._lanes = [
-            ThreadPoolExecutor(1, thread_name_prefix=f"xmppd-lane{i}") for i in range(LANES)
-        ]
+        self.lanes = StorageLanes(self.storage, loop, LANES)
         self.router = Router(node_id, hosts, sessions, self, AccountWork(self), routes)
         context = ServerContext(sessions, features.settings)
         self.router.hooks = lambda name, stanza: features.run_server(name, stanza, context)
@@ -184,25 +182,10 @@ class Node:
 
     # --- the storage lanes (routing.work.Lanes) --------------------------------------------
 
-    def lane(self, account: str) -> ThreadPoolExecutor:
-        """The single thread that runs every storage change of one account, in order."""
-        return self._lanes[hash(account) % len(self._lanes)]
-
     def submit(self, account: str, call: Callable, args: tuple,
                done: Callable[[Any], None]) -> None:  # fmt: skip
         """Run `call(storage, *args)` on the account's lane; `done(result)` on the loop."""
-        future = self.lane(account).submit(call, self.storage, *args)
-        future.add_done_callback(lambda f: self._back_on_loop(f, done))
-
-    def _back_on_loop(self, future: Future, done: Callable[[Any], None]) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        outcome = error if error is not None else future.result()
-        try:
-            self.loop.call_soon_threadsafe(done, outcome)
-        except RuntimeError:
-            pass  # the loop has closed: the node is gone
+        self.lanes.submit(account, call, args, done)
 
     # --- idle connections --------------------------------------------------------------------
 
@@ -233,8 +216,7 @@ class Node:
             await asyncio.sleep(0.05)
         for actor in list(self.actors.values()):
             actor.transport.abort()
-        for lane in self._lanes:
-            lane.shutdown(wait=True)
+        self.lanes.shutdown()
         self.scheduler.close()
         log.info("stopped")
 
