@@ -62,6 +62,10 @@ class Services(Protocol):
     def call_later(self, seconds: float, fn: Callable[[], None]) -> Any:
         """A timer: something with cancel(), or None where timers come from elsewhere."""
 
+    # Optional: `query_all(account, queries, replies)` runs several queries as one job on the
+    # account's lane, in order, and gives each its reply. A host uses it for queries a step
+    # returned one after the other (nothing else can reach the lane between them).
+
 
 class Outbox:
     """Routing actions leave in the order the machine returned them, also when a storage query
@@ -136,6 +140,7 @@ class Host:
         self.timers: dict[str, Any] = {}
         self.outbox = Outbox(services.router.perform)
         self.handlers = handlers_for(machine)
+        self.query_all: Callable | None = getattr(services, "query_all", None)
         self.trace: Any = None  # an actors.trace.Tracer while the session is traced
 
     # --- what a host of a kind provides ------------------------------------------------------
@@ -177,11 +182,23 @@ class Host:
 
     def perform(self, actions: list) -> None:
         handlers = self.handlers
+        queries = None  # consecutive queries: one trip to the lane, where services allow
         for action in actions:
+            if type(action) is Query and self.query_all is not None:
+                if queries is None:
+                    queries = [action]
+                else:
+                    queries.append(action)
+                continue
+            if queries is not None:
+                _queries(self, queries)
+                queries = None
             handler = handlers.get(type(action))
             if handler is None:
                 raise TypeError(f"no handler for the action {action!r}")
             handler(self, action)
+        if queries is not None:
+            _queries(self, queries)
 
     @property
     def account(self) -> str:
@@ -263,6 +280,18 @@ def _query(host: Host, action: Query) -> None:
     then = action.then
     host.outbox.barrier(then)
     host.services.query(host.account, action, lambda result: host.tell(QueryDone(then, result)))
+
+
+def _queries(host: Host, queries: list[Query]) -> None:
+    if len(queries) == 1:
+        _query(host, queries[0])
+        return
+    replies = []
+    for query in queries:
+        then = query.then
+        host.outbox.barrier(then)
+        replies.append(lambda result, then=then: host.tell(QueryDone(then, result)))
+    host.query_all(host.account, queries, replies)
 
 
 def _load_credentials(host: Host, action: LoadCredentials) -> None:

@@ -235,6 +235,17 @@ class NodeServices:
     def query(self, account: str, query: Any, reply: Callable[[Any], None]) -> None:
         self.node_ref.submit(account, query.call, query.args, reply)
 
+    def query_all(self, account: str, queries: list, replies: list) -> None:
+        """Several queries as one job on the account's lane: one trip there and back."""
+
+        def answer(outcomes: Any) -> None:
+            if isinstance(outcomes, BaseException):
+                outcomes = [outcomes] * len(replies)
+            for reply, outcome in zip(replies, outcomes, strict=True):
+                reply(outcome)
+
+        self.node_ref.submit(account, _run_all, (queries,), answer)
+
     def credentials(self, username: str, domain: str, hash_name: str,
                     reply: Callable[[Any], None]) -> None:  # fmt: skip
         self._auth(f"{username}@{domain}", self.auth.credentials, (username, domain, hash_name),
@@ -273,6 +284,17 @@ class NodeServices:
 
     def call_later(self, seconds: float, fn: Callable[[], None]) -> Any:
         return self.node_ref.loop.call_later(seconds, fn)
+
+
+def _run_all(storage: Any, queries: list) -> list:
+    """Each query's value, or the exception it raised: one failing does not stop the next."""
+    outcomes = []
+    for query in queries:
+        try:
+            outcomes.append(query.call(storage, *query.args))
+        except Exception as exc:  # noqa: BLE001 - the machine's `then` decides what it means
+            outcomes.append(exc)
+    return outcomes
 
 
 # Descriptors kept back from connections: listeners, the database, the admin socket, log files,

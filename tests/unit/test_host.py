@@ -162,3 +162,80 @@ def test_the_host_has_no_protocol_logic():
     source = inspect.getsource(Host)
     for word in ("ns.CLIENT", "jabber:client", "stanza", ".tag", '.get("type")', "JID("):
         assert word not in source, word
+
+
+# --- queries a step returns one after the other: one trip to the lane ------------------------
+
+
+class BatchingServices:
+    node = "test"
+    max_sessions = 1
+
+    def __init__(self) -> None:
+        self.router = type("R", (), {"perform": lambda self, actions: None})()
+        self.sessions = None
+        self.jobs: list = []  # ("one", [query]) or ("all", [queries]) in submission order
+
+    def query(self, account: str, query: core.Query, reply) -> None:
+        self.jobs.append(("one", [query], [reply]))
+
+    def query_all(self, account: str, queries: list, replies: list) -> None:
+        self.jobs.append(("all", list(queries), replies))
+
+    def call_later(self, seconds: float, fn) -> None:
+        return None
+
+
+class TellingHost(Host):
+    def __init__(self, services) -> None:
+        super().__init__(type("M", (), {"step": None}), type("D", (), {"jid": None})(),
+                         services, transport=None, address="conn-1")  # fmt: skip
+        self.told: list = []
+
+    def tell(self, event) -> None:
+        self.told.append(event)
+
+
+def _first(result, data):
+    return data, []
+
+
+def _second(result, data):
+    return data, []
+
+
+def test_consecutive_queries_go_to_the_lane_as_one_job_and_answer_one_by_one():
+    services = BatchingServices()
+    host = TellingHost(services)
+    one = core.Query(len, ("a",), _first)
+    two = core.Query(len, ("bb",), _second)
+    host.perform([one, two])
+    assert [(kind, queries) for kind, queries, _ in services.jobs] == [("all", [one, two])]
+    for reply, result in zip(services.jobs[0][2], (1, 2), strict=True):
+        reply(result)
+    assert host.told == [core.QueryDone(_first, 1), core.QueryDone(_second, 2)]
+
+
+def test_queries_with_another_action_between_them_stay_apart():
+    """Whatever the action between them submits to the lane must keep its place."""
+    services = BatchingServices()
+    host = TellingHost(services)
+    one = core.Query(len, ("a",), _first)
+    two = core.Query(len, ("bb",), _second)
+    host.perform([one, core.SetTimer("idle", 5), two])
+    assert [(kind, queries) for kind, queries, _ in services.jobs] == [
+        ("one", [one]),
+        ("one", [two]),
+    ]
+
+
+def test_the_node_runs_a_batch_in_order_and_a_failing_query_does_not_stop_the_next():
+    from actors.node import _run_all
+
+    def fails(storage):
+        raise KeyError("gone")
+
+    outcomes = _run_all("storage", [core.Query(lambda s: s, (), _first),
+                                    core.Query(fails, (), _first),
+                                    core.Query(lambda s, x: x * 2, (21,), _second)])  # fmt: skip
+    assert outcomes[0] == "storage" and isinstance(outcomes[1], KeyError) and outcomes[2] == 42
