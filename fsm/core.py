@@ -246,26 +246,51 @@ class SetSessionInfo:
     pres_from: frozenset[str] | None = None
 
 
-_set = object.__setattr__
-
-
 def replace(obj: Any, /, **changes: Any) -> Any:
-    """dataclasses.replace for the frozen, slotted data machines carry, in half its time (it
-    runs on most events): the slots are copied and the changes set, without __init__ (none of
-    these classes has a __post_init__). Other objects go to dataclasses.replace."""
-    cls = type(obj)
-    names = getattr(cls, "__slots__", None)
-    if names is None or hasattr(cls, "__post_init__"):
-        return dataclasses.replace(obj, **changes)
-    new = object.__new__(cls)
-    for name in names:
-        _set(new, name, getattr(obj, name))
-    fields = cls.__dataclass_fields__
-    for name, value in changes.items():
-        if name not in fields:
-            raise TypeError(f"{cls.__name__} has no field {name!r}")
-        _set(new, name, value)
-    return new
+    """dataclasses.replace for the frozen, slotted data machines carry, in a fifth of its
+    time (it runs on most events): each class gets a copier, compiled once, that copies the
+    slots through their descriptors and sets the changes, without __init__ (none of these
+    classes has a __post_init__). Other objects go to dataclasses.replace."""
+    copier = _copiers.get(type(obj))
+    if copier is None:
+        copier = _copiers[type(obj)] = _copier(type(obj))
+    return copier(obj, changes)
+
+
+_copiers: dict[type, Callable[[Any, dict], Any]] = {}
+
+
+def _copier(cls: type) -> Callable[[Any, dict], Any]:
+    names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+    slots = {name: _slot(cls, name) for name in names}
+    if not names or None in slots.values() or hasattr(cls, "__post_init__"):
+        return lambda obj, changes: dataclasses.replace(obj, **changes)
+    setters = {name: slot.__set__ for name, slot in slots.items()}
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls, "setters": setters,
+                             "TypeError": TypeError}  # fmt: skip
+    lines = ["def copier(obj, changes):", "    copy = new(cls)"]
+    for i, name in enumerate(names):
+        scope[f"set{i}"] = setters[name]
+        lines.append(f"    set{i}(copy, obj.{name})")
+    lines += [
+        "    for name, value in changes.items():",
+        "        setter = setters.get(name)",
+        "        if setter is None:",
+        f"            raise TypeError(f'{cls.__name__} has no field {{name!r}}')",
+        "        setter(copy, value)",
+        "    return copy",
+    ]
+    exec("\n".join(lines), scope)  # noqa: S102 - built here from the class's own field names
+    return scope["copier"]
+
+
+def _slot(cls: type, name: str) -> Any:
+    """The member descriptor of a slot `name`, from the class or a base; None if not a slot."""
+    for klass in cls.__mro__:
+        slot = klass.__dict__.get(name)
+        if slot is not None:
+            return slot if type(slot).__name__ == "member_descriptor" else None
+    return None
 
 
 class Transition(NamedTuple):

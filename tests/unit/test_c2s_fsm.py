@@ -1328,3 +1328,26 @@ def test_the_machines_replace_copies_changes_and_refuses_unknown_fields():
         fast_replace(data, availble=True)
     with pytest.raises(dataclasses.FrozenInstanceError):
         changed.available = False  # type: ignore[misc]
+
+
+def test_the_machines_replace_copies_inherited_fields_and_other_objects_too():
+    import dataclasses
+
+    from fsm.core import replace as fast_replace
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Base:
+        a: int
+        b: str = "b"
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Child(Base):
+        c: tuple = ()
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain:  # no slots: dataclasses.replace does it
+        a: int
+
+    assert fast_replace(Child(1, "x", (2,)), c=(3,)) == Child(1, "x", (3,))
+    assert fast_replace(Child(1), a=7) == Child(7, "b", ())
+    assert fast_replace(Plain(1), a=2) == Plain(2)
