@@ -1,6 +1,8 @@
 -- Prosody, as the benchmark runs it: a foreground process on a private port, data in a
 -- temporary directory, the same certificate as xmppd, nothing loaded that a login or a chat
--- message does not need. `bench/servers.py` fills in the @NAMES@.
+-- message does not need but what xmppd also does on every login: offline storage (checked at
+-- initial presence) and last activity (recorded at logout). `bench/servers.py` fills in the
+-- @NAMES@.
 run_as_root = true
 daemonize = false
 pidfile = "@DATA@/prosody.pid"
@@ -20,9 +22,9 @@ http_ports = { }
 https_ports = { }
 
 modules_enabled = {
-	"roster"; "saslauth"; "tls"; "disco"; "ping";
+	"roster"; "saslauth"; "tls"; "disco"; "ping"; "offline"; "lastactivity";
 }
-modules_disabled = { "s2s"; "s2s_auth_certs"; "offline"; }
+modules_disabled = { "s2s"; "s2s_auth_certs"; }
 
 authentication = "internal_hashed"
 storage = "internal"
