@@ -277,21 +277,21 @@ def _cancel_timer(host: Host, action: CancelTimer) -> None:
 
 
 def _query(host: Host, action: Query) -> None:
-    then = action.then
-    host.outbox.barrier(then)
-    host.services.query(host.account, action, lambda result: host.tell(QueryDone(then, result)))
+    host.services.query(host.account, action, _issued(host, action))
 
 
 def _queries(host: Host, queries: list[Query]) -> None:
     if len(queries) == 1:
         _query(host, queries[0])
-        return
-    replies = []
-    for query in queries:
-        then = query.then
-        host.outbox.barrier(then)
-        replies.append(lambda result, then=then: host.tell(QueryDone(then, result)))
-    host.query_all(host.account, queries, replies)
+    else:
+        host.query_all(host.account, queries, [_issued(host, query) for query in queries])
+
+
+def _issued(host: Host, query: Query) -> Callable[[Any], None]:
+    """A query goes out: routing after it waits for its answer, which comes back as QueryDone."""
+    then = query.then
+    host.outbox.barrier(then)
+    return lambda result: host.tell(QueryDone(then, result))
 
 
 def _load_credentials(host: Host, action: LoadCredentials) -> None:

@@ -97,7 +97,7 @@ class Node:
         # Everything that changes one account's storage runs on one single-thread lane, chosen
         # by its bare JID: its sessions' queries and the server's work for it never race.
         self.lanes = StorageLanes(self.storage, loop, LANES)
-        self.router = Router(node_id, hosts, sessions, self, AccountWork(self), routes)
+        self.router = Router(node_id, hosts, sessions, self, AccountWork(self.lanes), routes)
         context = ServerContext(sessions, features.settings)
         self.router.hooks = lambda name, stanza: features.run_server(name, stanza, context)
         self.services = NodeServices(self)
@@ -180,13 +180,6 @@ class Node:
             return False
         return True
 
-    # --- the storage lanes (routing.work.Lanes) --------------------------------------------
-
-    def submit(self, account: str, call: Callable, args: tuple,
-               done: Callable[[Any], None]) -> None:  # fmt: skip
-        """Run `call(storage, *args)` on the account's lane; `done(result)` on the loop."""
-        self.lanes.submit(account, call, args, done)
-
     # --- idle connections --------------------------------------------------------------------
 
     def _schedule_sweep(self) -> None:
@@ -233,7 +226,7 @@ class NodeServices:
         self.auth = node.auth
 
     def query(self, account: str, query: Any, reply: Callable[[Any], None]) -> None:
-        self.node_ref.submit(account, query.call, query.args, reply)
+        self.node_ref.lanes.submit(account, query.call, query.args, reply)
 
     def query_all(self, account: str, queries: list, replies: list) -> None:
         """Several queries as one job on the account's lane: one trip there and back."""
@@ -244,7 +237,7 @@ class NodeServices:
             for reply, outcome in zip(replies, outcomes, strict=True):
                 reply(outcome)
 
-        self.node_ref.submit(account, _run_all, (queries,), answer)
+        self.node_ref.lanes.submit(account, _run_all, (queries,), answer)
 
     def credentials(self, username: str, domain: str, hash_name: str,
                     reply: Callable[[Any], None]) -> None:  # fmt: skip
@@ -269,7 +262,7 @@ class NodeServices:
                 outcome = None
             reply(outcome)
 
-        self.node_ref.submit(account, call, args, answer)
+        self.node_ref.lanes.submit(account, call, args, answer)
 
     def attach(self, address: str, actor: HostActor) -> None:
         """A host actor is starting: sessions are found by its address from now on."""
@@ -298,7 +291,7 @@ def _run_all(storage: Any, queries: list) -> list:
 
 
 # Descriptors kept back from connections: listeners, the database, the admin socket, log files,
-# the thread pool's work. Running out would make accept() fail for everything, admin included.
+# the storage lanes' work. Running out would make accept() fail for everything, admin included.
 FD_RESERVE = 64
 
 

@@ -266,8 +266,7 @@ def _copier(cls: type) -> Callable[[Any, dict], Any]:
     if not names or None in slots.values() or hasattr(cls, "__post_init__"):
         return lambda obj, changes: dataclasses.replace(obj, **changes)
     setters = {name: slot.__set__ for name, slot in slots.items()}
-    scope: dict[str, Any] = {"new": object.__new__, "cls": cls, "setters": setters,
-                             "TypeError": TypeError}  # fmt: skip
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls, "setters": setters}
     lines = ["def copier(obj, changes):", "    copy = new(cls)"]
     for i, name in enumerate(names):
         scope[f"set{i}"] = setters[name]
