@@ -3,12 +3,11 @@ migration that added their tables."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from storage.accounts import NoSuchAccount
 from storage.im import RosterItem
@@ -20,28 +19,15 @@ from xmpp.sasl import ScramCredentials
 
 D = "localhost"
 
-# Set to a PostgreSQL URL of a scratch database (its public schema is wiped before each test)
-# to run the contract on PostgreSQL too; needs psycopg.
-PG_URL = os.environ.get("XMPPD_TEST_POSTGRESQL")
-
 
 def creds(seed: int = 1) -> dict[str, ScramCredentials]:
     return {"SHA-256": ScramCredentials("SHA-256", bytes([seed]) * 16, 4096, b"k" * 32, b"s" * 32)}
 
 
-def _wiped(url: str) -> str:
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return url
-
-
-@pytest.fixture(params=["sqlite", "memory", *(["postgresql"] if PG_URL else [])])
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
 def storage(request, tmp_path) -> Iterator[Storage]:
     if request.param == "postgresql":
-        url = _wiped(PG_URL)
+        url = request.getfixturevalue("postgres_server").wiped_url()
     elif request.param == "sqlite":
         url = f"sqlite://{tmp_path}/xmppd.sqlite3"
     else:

@@ -1,0 +1,171 @@
+"""Private Redis and PostgreSQL instances for the tests, on free loopback ports in temporary
+directories: Debian's packages, installed here when missing (apt, as root), never a server the
+machine happens to run."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.server import free_port
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def ensure_packages(*packages: str) -> None:
+    """Install Debian packages that are missing; without root or apt, fail saying what to run."""
+    missing = [p for p in packages if not _installed(p)]
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise RuntimeError(f"the cluster tests need Debian's {' '.join(missing)}: "
+                           f"apt-get install {' '.join(missing)}")  # fmt: skip
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env, capture_output=True,
+                   check=True)  # fmt: skip
+
+
+def _installed(package: str) -> bool:
+    if package == "redis-server":
+        return shutil.which("redis-server") is not None
+    if package == "postgresql":
+        return (PG_BIN / "initdb").exists()
+    raise ValueError(package)
+
+
+class RedisServer:
+    """`redis-server` on a free port, nothing saved to disk: a restart comes back empty."""
+
+    def __init__(self) -> None:
+        ensure_packages("redis-server")
+        self.dir = Path(tempfile.mkdtemp(prefix="xmppd-redis-"))
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
+             "--logfile", str(self.dir / "redis.log")],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.cli("PING").strip() == "PONG":
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start: {self.log()}")
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                                text=True, timeout=10)  # fmt: skip
+        return result.stdout
+
+    def log(self) -> str:
+        path = self.dir / "redis.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def restart_empty(self) -> None:
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PostgresServer:
+    """A PostgreSQL 15 cluster of its own (initdb, trust on loopback), run as the `postgres`
+    user when the tests run as root (PostgreSQL refuses root)."""
+
+    def __init__(self) -> None:
+        ensure_packages("postgresql")
+        self.dir = Path(tempfile.mkdtemp(prefix="xmppd-pg-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.user = _run_as()
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+        self._run(PG_BIN / "initdb", "-D", self.data, "-U", "xmppd", "-A", "trust", "-E", "UTF8",
+                  "--no-sync")  # fmt: skip
+        self.start()
+        self._run(PG_BIN / "createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "xmppd", "xmppd")
+        self._databases = 0
+
+    @property
+    def url(self) -> str:
+        return self.database_url("xmppd")
+
+    def database_url(self, name: str) -> str:
+        return f"postgresql://xmppd@127.0.0.1:{self.port}/{name}"
+
+    def wiped_url(self) -> str:
+        """The shared test database, emptied (its public schema dropped and made again)."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.url.replace("postgresql://", "postgresql+psycopg://", 1))
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        return self.url
+
+    def new_database(self) -> str:
+        """A fresh empty database, for one test."""
+        self._databases += 1
+        name = f"t{os.getpid()}_{self._databases}"
+        self._run(PG_BIN / "createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "xmppd", name)
+        return self.database_url(name)
+
+    def start(self) -> None:
+        self._run(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.dir / "pg.log", "-w", "-o",
+                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                  "-c max_connections=300",
+                  "start")  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop", check=False)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _run(self, *cmd: object, check: bool = True) -> None:
+        argv = [str(c) for c in cmd]
+        if self.user is not None:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)}: {result.stderr or result.stdout}")
+
+
+def _run_as() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+    return "postgres"
