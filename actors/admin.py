@@ -31,6 +31,7 @@ class AdminServer:
             "session": self.cmd_session,
             "kick": self.cmd_kick,
             "trace": self.cmd_trace,
+            "nodes": self.cmd_nodes,
         }
 
     def register(self, name: str, command: Callable[..., Any]) -> None:
@@ -62,6 +63,8 @@ class AdminServer:
             line = await reader.readline()
             request = json.loads(line or b"{}")
             result = self.handle(request.get("cmd", ""), request.get("args", {}))
+            if asyncio.iscoroutine(result):
+                result = await result
             reply = {"ok": True, "result": result}
         except AdminError as exc:
             reply = {"ok": False, "error": str(exc)}
@@ -92,6 +95,13 @@ class AdminServer:
             "node": self.node.node_id,
             "hosts": list(self.node.hosts),
         }
+
+    async def cmd_nodes(self) -> list[dict]:
+        """The nodes of the cluster (this one alone when it runs alone)."""
+        if self.node.cluster is not None:
+            return await self.node.cluster.nodes()
+        return [{"node": self.node.node_id, "alive": True, "this": True, "version": None,
+                 "started": self.node.started, "sessions": self.node.sessions.count()}]  # fmt: skip
 
     def cmd_sessions(self, state: str | None = None, user: str | None = None) -> list[dict]:
         rows = [actor.info() for actor in list(self.node.actors.values())]

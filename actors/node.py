@@ -9,7 +9,7 @@ import logging
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from actors.lanes import StorageLanes
 from actors.randomness import ENTROPY
 from actors.runtime import Scheduler
 from features.hooks import ServerContext
-from fsm.core import Deliver, Kick, Timeout
+from fsm.core import Deliver, Kick, SessionReplaced, Timeout
 from routing.router import Router
 from routing.routes import RouteTable
 from routing.work import AccountWork
@@ -29,6 +29,9 @@ from routing.work import AccountWork
 log = logging.getLogger("xmppd.node")
 
 LANES = 4
+
+# Events one node may give a session on another (routing.routes.RouteTable.tell), by name.
+REMOTE_EVENTS: dict[str, type] = {"SessionReplaced": SessionReplaced, "Kick": Kick}
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,9 @@ class Node:
         self.started = time.time()
         self.max_connections = connection_room()
         self._refused = 0
+        self.serving = True  # False while the cluster says this node must not serve
+        self.leaving: Callable[[], Awaitable[None]] | None = None  # run before the runtime stops
+        self.cluster: Any = None  # a clustered node's cluster.member.ClusterMember (xmppd/ sets it)
         self._sweeper: asyncio.TimerHandle | None = None
         # Everything that changes one account's storage runs on one single-thread lane, chosen
         # by its bare JID: its sessions' queries and the server's work for it never race.
@@ -148,6 +154,12 @@ class Node:
                 )
             return None
         data = listener.new_data(conn.conn_id, conn.peer)
+        if not self.serving:
+            ref = self.scheduler.start(
+                HostActor, listener.machine, data, self.services, conn, conn.conn_id, None
+            )
+            ref.tell(Kick("system-shutdown", "this node is not serving (cluster lease lost)"))
+            return ref
         trace = self.tracing.new(data) if self.tracing.every_session else None
         ref = self.scheduler.start(
             HostActor, listener.machine, data, self.services, conn, conn.conn_id, trace
@@ -180,6 +192,14 @@ class Node:
             return False
         return True
 
+    def tell_named(self, address: str, event: str, args: tuple) -> bool:
+        kind = REMOTE_EVENTS.get(event)
+        actor = self.actors.get(address)
+        if kind is None or actor is None:
+            return False
+        actor.tell(kind(*args))
+        return True
+
     # --- idle connections --------------------------------------------------------------------
 
     def _schedule_sweep(self) -> None:
@@ -193,6 +213,18 @@ class Node:
             if actor.transport.last_input < limit:
                 actor.actor_ref.tell(Timeout("idle"))
         self._schedule_sweep()
+
+    # --- serving, as the cluster allows --------------------------------------------------------
+
+    def suspend(self, why: str) -> None:
+        """Close every client stream with <system-shutdown/> and take no logins until resumed."""
+        self.serving = False
+        for actor in list(self.actors.values()):
+            actor.actor_ref.tell(Kick("system-shutdown", why))
+
+    def resume(self) -> None:
+        self.serving = True
+        log.warning("serving again")
 
     # --- shutdown ----------------------------------------------------------------------------
 
@@ -209,6 +241,8 @@ class Node:
             await asyncio.sleep(0.05)
         for actor in list(self.actors.values()):
             actor.transport.abort()
+        if self.leaving is not None:
+            await self.leaving()
         self.lanes.shutdown()
         self.scheduler.close()
         log.info("stopped")
@@ -270,7 +304,9 @@ class NodeServices:
 
     def tell_session(self, node: str, address: str, event: Any) -> None:
         if node != self.node:
-            raise NotImplementedError(f"telling a session on node {node!r} needs the cluster")
+            args = tuple(getattr(event, name) for name in getattr(event, "__slots__", ()))
+            self.router.routes.tell(node, address, type(event).__name__, args)
+            return
         actor = self.node_ref.actors.get(address)
         if actor is not None:
             actor.tell(event)

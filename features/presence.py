@@ -173,6 +173,23 @@ def session_end(data: Any) -> list:
     return actions
 
 
+def lost_session_work(storage: Any, jid: str, stamp: float) -> list:
+    """A session vanished with its node (the cluster's reaper calls this on the account's
+    lane): contacts subscribed to its presence and its other resources hear it left, and its
+    last activity is recorded, as at a logout. Whom it had sent directed presence to died with
+    the node's memory of it."""
+    full = JID.parse(jid)
+    gone = etree.Element(PRESENCE, type="unavailable", nsmap={None: ns.CLIENT})
+    gone.set("from", jid)
+    _, items = storage.rosters.items(full.local, full.domain)
+    actions: list = [
+        Route(_to(gone, item.jid)) for item in items if item.subscription in ("from", "both")
+    ]
+    actions.append(DeliverToUser(full.bare, gone, available_only=True, except_jid=full))
+    storage.last_activity.set(full.local, full.domain, stamp, "")
+    return actions
+
+
 # --- subscriptions the user sends -----------------------------------------------------------------
 
 

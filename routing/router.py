@@ -34,6 +34,10 @@ class LocalSessions(Protocol):
 
     def deliver(self, address: str, stanza: etree._Element) -> bool: ...
 
+    def tell_named(self, address: str, event: str, args: tuple) -> bool:
+        """Give a session an event another node named (SessionReplaced, Kick)."""
+        ...
+
 
 # Server-side hooks of features/ (inbound_presence, undeliverable_message): the actions the
 # subscribers return, or None when nobody subscribes to the hook.
@@ -107,7 +111,7 @@ class Router:
 
     def _session(self, entry: SessionEntry, stanza: etree._Element) -> None:
         if entry.node != self.node:
-            self.other_node(entry.node, stanza)
+            self.routes.relay_session(entry, stanza)
         elif self.work.pending:  # the common case has no work in flight at all
             self.local_session(entry, stanza)
         elif not self.local.deliver(entry.address, stanza):  # (local_session, inlined: hot)
@@ -121,6 +125,17 @@ class Router:
         """The session died without releasing itself: forget it and route again."""
         self.sessions.close(entry.jid, entry.address)
         self.route(stanza)
+
+    def relayed_to_session(self, jid: JID, address: str, stanza: etree._Element) -> None:
+        """Another node sent `stanza` to our session at `address`. If it has gone (the other
+        node's view was stale), the stanza is routed again from here, as if it had never been
+        delivered; the relay's hop limit keeps two stale views from passing it back and forth."""
+        entry = self.sessions.get(jid)
+        if entry is not None and entry.address == address and entry.node == self.node:
+            return self._session(entry, stanza)
+        if not self.local.deliver(address, stanza):
+            self.route(stanza)
+        return None
 
     # --- RFC 6121 §8.5 for a local account -------------------------------------------------
 
@@ -160,6 +175,15 @@ class Router:
         if not self._hook("undeliverable_message", stanza):
             self.bounce(stanza, "service-unavailable")
         return None
+
+    def undeliverable(self, stanza: etree._Element) -> None:
+        """No session can take `stanza` and it must not travel further: a message goes to
+        offline storage (or bounces), an IQ bounces, a presence is dropped."""
+        if stanza.tag == MESSAGE and stanza.get("type") not in ("error", "groupchat"):
+            if not self._hook("undeliverable_message", stanza):
+                self.bounce(stanza, "service-unavailable")
+        elif stanza.tag != PRESENCE:
+            self.bounce(stanza, "service-unavailable")
 
     def _hook(self, name: str, stanza: etree._Element) -> bool:
         """Run a server hook and carry out what its subscribers return; False: it has none."""

@@ -4,9 +4,12 @@ domain. The single-node table knows neither: both come with the cluster and S2S 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lxml import etree
+
+if TYPE_CHECKING:
+    from routing.sessions import SessionEntry
 
 
 class RouteTable(Protocol):
@@ -17,7 +20,15 @@ class RouteTable(Protocol):
         """The node holding the outgoing server-to-server stream to `domain`, or None."""
 
     def relay(self, node: str, stanza: etree._Element) -> None:
-        """Hand `stanza` to another node of the cluster."""
+        """Hand `stanza` to another node of the cluster, which routes it."""
+
+    def relay_session(self, entry: SessionEntry, stanza: etree._Element) -> None:
+        """Hand `stanza` to the session `entry` names on another node; if it is gone there,
+        that node routes the stanza again (another resource, offline storage or a bounce)."""
+
+    def tell(self, node: str, address: str, event: str, args: tuple[Any, ...]) -> None:
+        """Give the session at (node, address) the event named `event` (SessionReplaced,
+        Kick) with `args`."""
 
 
 class SingleNodeRoutes:
@@ -33,3 +44,9 @@ class SingleNodeRoutes:
         raise NotImplementedError(
             f"relaying to node {node!r} needs the Redis cluster, which this node does not run"
         )
+
+    def relay_session(self, entry: SessionEntry, stanza: etree._Element) -> None:
+        self.relay(entry.node, stanza)
+
+    def tell(self, node: str, address: str, event: str, args: tuple[Any, ...]) -> None:
+        raise NotImplementedError(f"telling a session on node {node!r} needs the Redis cluster")

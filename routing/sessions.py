@@ -28,6 +28,7 @@ class SessionEntry:
     presence: Any = None  # the last presence it broadcast (answers probes)
     interested: bool = False  # asked for the roster: roster pushes go to it
     pres_from: frozenset[str] | None = None  # contacts subscribed to it; None: not known yet
+    version: int = 0  # orders binds of one full JID across a cluster (newest wins)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import errno
 import gc
 import json
 import logging
+import re
 import resource
 import signal
 import socket
@@ -93,12 +94,20 @@ async def _serve(
     plugins: Sequence[AdminPlugin] = (),
 ) -> int:
     from actors.admin import AdminServer
-    from storage.open import open_storage
     from xmppd.node import build_node
 
     check_admin_socket(config.server.admin_socket)
-    storage = open_storage(config.server.storage)
+    storage = open_shared_storage(config.server.storage)
     node = build_node(config, storage, loop, trace_dir=trace, trace_secrets=trace_secrets)
+    if node.cluster is not None:
+        from cluster.liveness import NameTaken
+        from cluster.member import ClusterUnavailable
+
+        try:
+            await node.cluster.join()
+        except (ClusterUnavailable, NameTaken) as exc:
+            storage.close()
+            raise StartupError(str(exc)) from exc
     if trace is not None:
         logging.getLogger("xmppd").info(
             "tracing every session to %s%s", trace, " (with secrets)" if trace_secrets else ""
@@ -129,6 +138,24 @@ async def _serve(
     admin.close()
     storage.close()
     return 0
+
+
+def open_shared_storage(url: str) -> Any:
+    """The storage the URL names; a database that cannot be reached stops start-up, saying so."""
+    from sqlalchemy.exc import OperationalError
+
+    from storage.open import open_storage
+
+    try:
+        return open_storage(url)
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise StartupError(f"cannot open the database {_redacted(url)}: {reason}") from exc
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def reload(config: Config, node: Any) -> None:

@@ -94,6 +94,19 @@ def storage_url(value: Any, key: str) -> str:
     return value
 
 
+def node_name(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+        raise _fail(key, f"must be 1 to 64 letters, digits, '.', '_' or '-', got {_show(value)}")
+    return value
+
+
+def redis_url(value: Any, key: str) -> str:
+    scheme, sep, _ = text(value, key).partition("://")
+    if not sep or scheme not in ("redis", "rediss", "unix"):
+        raise _fail(key, f"must be a redis://, rediss:// or unix:// URL, got {_show(value)}")
+    return value
+
+
 def mechanisms(value: Any, key: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise _fail(key, f"must be an array of SASL mechanism names, got {_show(value)}")
@@ -180,6 +193,15 @@ class TestingConfig:
     any_password: bool = setting(False, boolean)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    """Present when the file has a [cluster] table: the node joins the cluster on `redis`."""
+
+    node: str = derived(node_name)
+    redis: str = derived(redis_url)
+    lease: float = setting(8.0, seconds)  # a node silent this long is taken for dead
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig
@@ -188,6 +210,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     sasl: SaslConfig = SaslConfig()
     testing: TestingConfig = TestingConfig()
+    cluster: ClusterConfig | None = None
     source: Path | None = None  # the file this was loaded from
 
     def host(self, name: str) -> HostConfig | None:
@@ -211,7 +234,7 @@ def load_config(path: Path | None, data_dir: Path | None = None) -> Config:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from e
         base = Path(path).absolute().parent
-    top = _table(raw, "", ("server", "hosts", "listeners", "limits", "sasl", "testing"))
+    top = _table(raw, "", ("server", "hosts", "listeners", "limits", "sasl", "testing", "cluster"))
 
     server = _values(ServerConfig, top.get("server", {}), "server")
     if data_dir is not None:
@@ -226,7 +249,9 @@ def load_config(path: Path | None, data_dir: Path | None = None) -> Config:
     testing = TestingConfig(**_values(TestingConfig, top.get("testing", {}), "testing"))
     if testing.any_password:
         _loopback_only(listeners)
+    cluster = _cluster(top["cluster"], server["storage"]) if "cluster" in top else None
     return Config(
+        cluster=cluster,
         server=ServerConfig(**server),
         hosts=_hosts(_table(hosts, "hosts"), base, root),
         listeners=listeners,
@@ -267,6 +292,18 @@ def _hosts(table: dict[str, Any], base: Path, data_dir: Path) -> tuple[HostConfi
             raise _fail(f"{where}.sasl_mechanisms", "empty, so nobody could log in")
         hosts[name] = HostConfig(name=name, **values)
     return tuple(hosts.values())
+
+
+def _cluster(raw: Any, storage: str) -> ClusterConfig:
+    values = _values(ClusterConfig, raw, "cluster")
+    for key in ("node", "redis"):
+        if key not in values:
+            raise _fail(f"cluster.{key}", "required in a [cluster] table")
+    if not storage.startswith("postgresql"):
+        scheme = _show(storage.split(":")[0])
+        raise _fail("server.storage", "a clustered node needs the cluster's shared database: "
+                    f'set storage = "postgresql://...", not {scheme}')  # fmt: skip
+    return ClusterConfig(**values)
 
 
 def _listeners(raw: Any) -> tuple[ListenerConfig, ...]:

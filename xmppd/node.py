@@ -104,13 +104,14 @@ def build_node(config: Config, storage: Any, loop: asyncio.AbstractEventLoop, *,
         settings=features.settings,
         limits={"max_stanza_bytes": limits.max_stanza_bytes},
     )
-    return Node(
-        node_id=socket.gethostname(),
+    member = cluster_member(config)
+    node = Node(
+        node_id=member.node if member else socket.gethostname(),
         loop=loop,
         storage=storage,
         hosts=tuple(h.name for h in config.hosts),
-        sessions=LocalSessionManager(),
-        routes=SingleNodeRoutes(),
+        sessions=member.sessions if member else LocalSessionManager(),
+        routes=member.routes if member else SingleNodeRoutes(),
         features=features,
         auth=auth_backend(storage.accounts),
         certificates=Certificates(config),
@@ -127,3 +128,37 @@ def build_node(config: Config, storage: Any, loop: asyncio.AbstractEventLoop, *,
         listeners=[listener(spec) for spec in config.listeners],
         tracing=tracing,
     )
+    node.cluster = member
+    if member is not None:
+        join_cluster(node, member)
+    return node
+
+
+def cluster_member(config: Config) -> Any:
+    """The node's membership of the cluster its [cluster] table names, or None."""
+    if config.cluster is None:
+        return None
+    from cluster.liveness import Timing
+    from cluster.member import ClusterMember
+
+    lease = config.cluster.lease
+    timing = Timing(lease=lease, renew=lease / 4, watch=min(1.0, lease / 8))
+    return ClusterMember(config.cluster.redis, config.cluster.node, __version__, timing)
+
+
+def join_cluster(node: Node, member: Any) -> None:
+    """What the cluster and the node do for each other."""
+    from features.presence import lost_session_work
+    from routing.actions import Work
+
+    def lost_sessions(jids: list) -> None:
+        now = time.time()
+        node.router.perform(
+            [Work(str(jid.bare), lost_session_work, (str(jid), now)) for jid in jids]
+        )
+
+    member.attach(node.router, node)
+    member.suspend = node.suspend
+    member.resume = node.resume
+    member.lost_sessions = lost_sessions
+    node.leaving = member.leave

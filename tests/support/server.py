@@ -140,29 +140,32 @@ class Server:
             raise AssertionError(f"xmppd ignored SIGTERM:\n{self.log()}") from None
 
 
-def make_server(tmp: Path, extra_config: str = "", limits: str = "", host: str = "") -> Server:
-    """`limits` and `host` are TOML lines for the [limits] and [hosts.localhost] tables;
+def make_server(tmp: Path, extra_config: str = "", limits: str = "", host: str = "",
+                server: str = "") -> Server:  # fmt: skip
+    """`server`, `limits` and `host` are TOML lines for the [server], [limits] and
+    [hosts.localhost] tables;
     `extra_config` is TOML appended after them (more tables, e.g. [[listeners]])."""
     data_dir = tmp / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = Server(data_dir, tmp / "xmppd.toml", free_port(), free_port())
-    server.config_path.write_text(
+    node = Server(data_dir, tmp / "xmppd.toml", free_port(), free_port())
+    node.config_path.write_text(
         f"""
 [server]
 data_dir = "{data_dir}"
 log_level = "debug"
+{server}
 
 [hosts.localhost]
 {host}
 
 [[listeners]]
 address = "127.0.0.1"
-port = {server.starttls_port}
+port = {node.starttls_port}
 tls = "starttls"
 
 [[listeners]]
 address = "127.0.0.1"
-port = {server.direct_port}
+port = {node.direct_port}
 tls = "direct"
 
 [limits]
@@ -171,4 +174,4 @@ tls = "direct"
 {extra_config}
 """
     )
-    return server
+    return node

@@ -1,0 +1,224 @@
+"""Node liveness: a lease key per node renewed every few seconds, a registry of nodes, and the
+watch that notices a node whose lease expired, so that one survivor (SET NX on the node's reaper
+key) cleans up after it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from redis.exceptions import RedisError
+
+from cluster import keys
+
+log = logging.getLogger("xmppd.cluster.liveness")
+
+# Renew only a lease this boot holds: a lease that expired was perhaps already reaped.
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class NameTaken(Exception):
+    """Another live node has this node's name."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    lease: float = 8.0  # seconds a lease lasts unless renewed
+    renew: float = 2.0  # seconds between renewals
+    watch: float = 1.0  # seconds between looks at the other nodes' leases
+    reap_lease: float = 60.0  # seconds a reaper holds its claim
+
+    @property
+    def bound(self) -> float:
+        """Seconds from a node's death until its reaper starts, at most."""
+        return self.lease + self.watch
+
+
+class Liveness:
+    def __init__(self, client: Any, node: str, boot: str, version: str, timing: Timing) -> None:
+        self.client = client
+        self.node = node
+        self.boot = boot
+        self.version = version
+        self.timing = timing
+        self.alive: set[str] = set()  # other nodes holding a lease
+        self.holding = False
+        self.last_renewed = 0.0
+        self.run_id: str | None = None
+        self._renew = client.register_script(RENEW)
+        self._task: asyncio.Task | None = None
+        self._reaping: set[str] = set()
+        # Set by the member: what to do on each change.
+        self.on_joined: Callable[[str], None] = lambda _node: None
+        self.on_dead: Callable[[str], None] = lambda _node: None
+        self.reap: Callable[[str], Awaitable[None]] = _nothing
+        self.on_lost: Callable[[], None] = lambda: None
+        self.on_regained: Callable[[], Awaitable[None]] = _nothing
+        self.on_redis_emptied: Callable[[], Awaitable[None]] = _nothing
+
+    # --- joining ----------------------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Take this node's lease (waiting out a previous run's, which a live node with the same
+        name would keep renewing) and register; a previous run of this node is reaped first."""
+        lease_key = keys.lease(self.node)
+        deadline = time.monotonic() + self.timing.lease + 2 * self.timing.renew
+        last_ttl = None
+        while not await self.client.set(lease_key, self.boot, nx=True,
+                                         px=int(self.timing.lease * 1000)):  # fmt: skip
+            ttl = await self.client.pttl(lease_key)
+            if last_ttl is not None and ttl > last_ttl + 200 or time.monotonic() > deadline:
+                raise NameTaken(f"another live node is named {self.node!r} (its lease in Redis "
+                                "keeps being renewed); give this node another [cluster] node name")
+            last_ttl = ttl
+            await asyncio.sleep(0.25)
+        self.holding = True
+        self.last_renewed = time.monotonic()
+        info = await self.client.info("server")
+        self.run_id = info.get("run_id")
+        if await self.client.hexists(keys.NODES, self.node):
+            await self._reap_if_mine(self.node, wait=True)  # our own previous run
+        await self.register()
+
+    async def register(self) -> None:
+        entry = {"boot": self.boot, "started": time.time(), "version": self.version}
+        await self.client.hset(keys.NODES, self.node, msgpack.packb(entry))
+        self.alive = await self.live_nodes()
+
+    async def live_nodes(self) -> set[str]:
+        names = [n.decode() for n in await self.client.hkeys(keys.NODES)]
+        others = [n for n in names if n != self.node]
+        pipe = self.client.pipeline(transaction=False)
+        for name in others:
+            pipe.exists(keys.lease(name))
+        held = await pipe.execute() if others else []
+        return {name for name, has in zip(others, held, strict=True) if has}
+
+    async def nodes(self) -> dict[str, dict]:
+        """Every registered node with its lease's time left (ms; negative: none)."""
+        raw = await self.client.hgetall(keys.NODES)
+        out: dict[str, dict] = {}
+        for name, value in raw.items():
+            name = name.decode()
+            entry = msgpack.unpackb(value)
+            entry["lease_ms"] = await self.client.pttl(keys.lease(name))
+            out[name] = entry
+        return out
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._forever())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def leave(self) -> None:
+        """A clean stop: nothing is left for a reaper."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hdel(keys.NODES, self.node)
+        pipe.delete(keys.lease(self.node), keys.index(self.node), keys.relay(self.node))
+        await pipe.execute()
+
+    async def _forever(self) -> None:
+        next_renew = 0.0
+        while True:
+            now = time.monotonic()
+            try:
+                if now >= next_renew:
+                    await self._keep_lease()
+                    next_renew = now + self.timing.renew
+                if self.holding:
+                    await self._watch()
+            except (RedisError, OSError) as exc:
+                log.warning("cluster: Redis unreachable (%s)", exc)
+            if self.holding and time.monotonic() - self.last_renewed > self.timing.lease:
+                self._lose("could not renew the lease in time")
+            await asyncio.sleep(self.timing.watch)
+
+    async def _keep_lease(self) -> None:
+        if not self.holding:
+            if await self.client.set(keys.lease(self.node), self.boot, nx=True,
+                                     px=int(self.timing.lease * 1000)):  # fmt: skip
+                log.warning("cluster: holding the lease again; serving")
+                self.holding = True
+                self.last_renewed = time.monotonic()
+                await self.register()
+                await self.on_regained()
+            return
+        late = time.monotonic() - self.last_renewed > self.timing.lease
+        renewed = await self._renew(keys=[keys.lease(self.node)],
+                                    args=[self.boot, int(self.timing.lease * 1000)])  # fmt: skip
+        if late or not renewed:
+            # Paused or cut off past the lease: the others may have reaped this node already.
+            self._lose("the lease expired (the node was paused or cut off from Redis)")
+            return
+        self.last_renewed = time.monotonic()
+        info = await self.client.info("server")
+        if info.get("run_id") != self.run_id:
+            self.run_id = info.get("run_id")
+            log.warning("cluster: Redis restarted (new run id); writing this node back")
+            await self.register()
+            await self.on_redis_emptied()
+
+    def _lose(self, why: str) -> None:
+        if not self.holding:
+            return
+        log.error("cluster: %s; closing every client stream and taking no logins", why)
+        self.holding = False
+        self.on_lost()
+
+    async def _watch(self) -> None:
+        alive = await self.live_nodes()
+        for name in alive - self.alive:
+            self.on_joined(name)
+        for name in self.alive - alive:  # left cleanly, or its lease expired
+            log.warning("cluster: node %s is gone", name)
+            self.on_dead(name)
+        self.alive = alive
+        registered = {n.decode() for n in await self.client.hkeys(keys.NODES)} - {self.node}
+        for name in registered - alive - self._reaping:
+            self.on_dead(name)
+            self._reaping.add(name)
+            asyncio.get_running_loop().create_task(self._reap_if_mine(name))
+
+    async def _reap_if_mine(self, name: str, wait: bool = False) -> None:
+        """Reap `name` if this node wins its reaper key (or, with `wait`, once it can)."""
+        self._reaping.add(name)
+        try:
+            claim = keys.reaping(name)
+            while not await self.client.set(claim, self.boot, nx=True,
+                                            px=int(self.timing.reap_lease * 1000)):  # fmt: skip
+                if not wait:
+                    return
+                await asyncio.sleep(0.25)
+            try:
+                if name != self.node and await self.client.exists(keys.lease(name)):
+                    return  # it came back
+                started = time.monotonic()
+                await self.reap(name)
+                if name != self.node:
+                    await self.client.hdel(keys.NODES, name)
+                log.warning("cluster: reaped node %s in %.2f s", name, time.monotonic() - started)
+            finally:
+                await self.client.delete(claim)
+        except (RedisError, OSError) as exc:
+            log.warning("cluster: reaping %s failed (%s); another pass will retry", name, exc)
+        finally:
+            self._reaping.discard(name)
+
+
+async def _nothing(*_args: Any) -> None:
+    return None

@@ -1,0 +1,282 @@
+"""One node's membership of the cluster: it joins (lease, registry, relay group), serves as the
+node's route table (routing.routes.RouteTable) and session manager, hands relayed packets to the
+router, and reaps nodes that die."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+from lxml import etree
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from cluster import keys
+from cluster.liveness import Liveness, Timing
+from cluster.relay import BATCH, MAX_HOPS, Relay
+from cluster.sessions import ClusterSessions
+from routing.sessions import SessionEntry
+from xmpp.jid import JID
+
+log = logging.getLogger("xmppd.cluster")
+
+_parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+# Delete a dead node's stream once everything in it has been read and acknowledged (a sender
+# that wrote meanwhile makes the reaper read again).
+DROP_IF_DONE = """
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+if not ok then return 1 end
+local stream = redis.call('XINFO', 'STREAM', KEYS[1])
+local last
+for i = 1, #stream, 2 do
+  if stream[i] == 'last-generated-id' then last = stream[i + 1] end
+end
+for _, group in ipairs(groups) do
+  local fields = {}
+  for i = 1, #group, 2 do fields[group[i]] = group[i + 1] end
+  if fields['name'] == ARGV[1] and
+     (fields['pending'] ~= 0 or fields['last-delivered-id'] ~= last) then
+    return 0
+  end
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+class ClusterUnavailable(Exception):
+    """Redis cannot be reached, or another live node has this node's name."""
+
+
+class ClusterMember:
+    def __init__(self, url: str, node: str, version: str, timing: Timing | None = None) -> None:
+        self.url = url
+        self.node = node
+        self.boot = secrets.token_hex(8)
+        self.client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10,
+                                     health_check_interval=15)  # fmt: skip
+        self.timing = timing or Timing()
+        self.relay = Relay(self.client, node, self.boot)
+        self.sessions = ClusterSessions(self.client, self.relay, node)
+        self.liveness = Liveness(self.client, node, self.boot, version, self.timing)
+        self.router: Any = None
+        self.local: Any = None
+        # Set by attach(): what the node does when it must stop serving, may serve again, and
+        # when sessions of a dead node are gone (their contacts are told).
+        self.suspend: Callable[[str], None] = lambda _why: None
+        self.resume: Callable[[], None] = lambda: None
+        self.lost_sessions: Callable[[list[JID]], None] = lambda _jids: None
+        self._drop_if_done = self.client.register_script(DROP_IF_DONE)
+        self._confirmer: asyncio.Task | None = None
+        self.relay.handlers.update(session=self._on_session, route=self._on_route,
+                                   tell=self._on_tell, hello=self._on_hello)  # fmt: skip
+        self.relay.on_undeliverable = self._undeliverable
+        self.routes = ClusterRoutes(self)
+        liveness = self.liveness
+        liveness.on_joined = self.relay.peers.add
+        liveness.on_dead = self._on_dead
+        liveness.reap = self.reap
+        liveness.on_lost = lambda: self.suspend("this node lost its place in the cluster")
+        liveness.on_regained = self._regained
+        liveness.on_redis_emptied = self._redis_emptied
+
+    def attach(self, router: Any, local: Any) -> None:
+        """The node's router and its own sessions (routing.router.LocalSessions)."""
+        self.router = router
+        self.local = local
+
+    # --- joining and leaving ----------------------------------------------------------------
+
+    async def join(self) -> None:
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            raise ClusterUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
+        await self.liveness.join()
+        await self.relay.ensure_group()
+        self.relay.peers = set(self.liveness.alive)
+        self.relay.start()
+        self.relay.broadcast("hello", [])
+        self.liveness.start()
+        self._confirmer = asyncio.get_running_loop().create_task(self._confirm_forever())
+        log.info("joined the cluster as %s (boot %s); other live nodes: %s", self.node, self.boot,
+                 ", ".join(sorted(self.relay.peers)) or "none")  # fmt: skip
+
+    async def leave(self) -> None:
+        """After the node closed its sessions: what was relayed to them is routed again from
+        here, their entries leave Redis, and nothing is left for a reaper."""
+        self.liveness.stop()
+        if self._confirmer is not None:
+            self._confirmer.cancel()
+        try:
+            await self.sessions.flush(3.0)
+            self.relay.stop_reading()
+            self.relay.peers.clear()  # nobody needs news of sessions that are gone
+            await self._drain(self.node)
+            await self._unbind_all(self.node)
+            await self.relay.drain(3.0)
+            await self.liveness.leave()
+        except (RedisError, OSError) as exc:
+            log.warning("leaving the cluster: %s (the others will reap this node)", exc)
+        self.relay.stop()
+        self.sessions.stop()
+        await self.client.aclose()
+
+    async def _confirm_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.relay.confirm()
+            except (RedisError, OSError) as exc:
+                log.debug("relay confirmation: %s", exc)
+
+    async def _regained(self) -> None:
+        await self.relay.ensure_group()
+        self.relay.peers = set(self.liveness.alive)
+        self.relay.broadcast("hello", [])
+        self.resume()
+
+    async def _redis_emptied(self) -> None:
+        await self.relay.ensure_group()
+        await self.sessions.restore()
+        self.relay.resend_all()
+
+    # --- packets from other nodes -------------------------------------------------------------
+
+    def _on_session(self, _source: str, _hops: int, body: list) -> None:
+        jid, address, xml = body
+        self.router.relayed_to_session(JID.parse(jid), address, etree.fromstring(xml, _parser))
+
+    def _on_route(self, _source: str, _hops: int, body: list) -> None:
+        self.router.route(etree.fromstring(body[0], _parser))
+
+    def _on_tell(self, _source: str, _hops: int, body: list) -> None:
+        address, event, args = body
+        self.local.tell_named(address, event, tuple(args))
+
+    def _on_hello(self, source: str, _hops: int, _body: list) -> None:
+        self.relay.peers.add(source)
+        self.sessions.snapshot_to(source)
+
+    def _undeliverable(self, target: str, packet: bytes) -> None:
+        """A packet for a node whose stream is gone (reaped): route what it carried from here."""
+        self._on_dead(target)
+        self._reroute(packet)
+
+    def _reroute(self, packet: bytes) -> None:
+        _source, _boot, _seq, hops, kind, body = msgpack.unpackb(packet, raw=False)
+        if kind not in ("session", "route"):
+            return  # session news and events for a dead node's sessions have no one to reach
+        stanza = etree.fromstring(body[-1], _parser)
+        self.relay.hops = hops
+        try:
+            self.router.route(stanza)
+        finally:
+            self.relay.hops = 0
+
+    # --- dead nodes -----------------------------------------------------------------------------
+
+    def _on_dead(self, node: str) -> None:
+        self.relay.peers.discard(node)
+        self.sessions.forget_node(node)
+
+    async def reap(self, node: str) -> None:
+        """Clean up after a dead node (this node won its reaper key): what its relay stream
+        held goes where it can (other resources, offline storage, a bounce), its sessions leave
+        Redis, and their contacts hear they left."""
+        self._on_dead(node)
+        rerouted = await self._drain(node)
+        gone = await self._unbind_all(node)
+        log.warning("cluster: node %s: %d relayed stanzas routed again, %d sessions removed",
+                    node, rerouted, len(gone))  # fmt: skip
+        if gone:  # (also of this node's previous run: its contacts must hear too)
+            self.lost_sessions(gone)
+
+    async def _drain(self, node: str) -> int:
+        key = keys.relay(node)
+        consumer = f"reaper-{self.node}"
+        count = 0
+        while True:
+            try:
+                _, entries, *_ = await self.client.xautoclaim(key, keys.GROUP, consumer, 0,
+                                                              "0-0", count=BATCH)  # fmt: skip
+                if not entries:
+                    reply = await self.client.xreadgroup(keys.GROUP, consumer, {key: ">"},
+                                                         count=BATCH)  # fmt: skip
+                    entries = reply[0][1] if reply else []
+            except ResponseError:  # no stream or no group: nothing was relayed to it
+                entries = []
+            if entries:
+                for _entry_id, fields in entries:
+                    self._reroute(fields[b"p"])
+                    count += 1
+                await self.client.xack(key, keys.GROUP, *[i for i, _ in entries])
+                continue
+            if await self._drop_if_done(keys=[key], args=[keys.GROUP]):
+                return count
+
+    async def _unbind_all(self, node: str) -> list[JID]:
+        members = await self.client.smembers(keys.index(node))
+        gone: list[JID] = []
+        for member in members:
+            bare, resource, address = msgpack.unpackb(member, raw=False)
+            removed = await self.sessions._unbind(keys=[keys.sessions(bare)],
+                                                  args=[resource, f"{node} {address}"])  # fmt: skip
+            if removed:
+                gone.append(JID.parse(f"{bare}/{resource}"))
+        await self.client.delete(keys.index(node))
+        return gone
+
+    # --- what xmppctl shows ---------------------------------------------------------------------
+
+    async def nodes(self) -> list[dict]:
+        found = await self.liveness.nodes()
+        rows = []
+        for name, entry in sorted(found.items()):
+            rows.append({
+                "node": name,
+                "alive": entry["lease_ms"] > 0,
+                "lease_left_s": round(max(entry["lease_ms"], 0) / 1000, 1),
+                "started": entry.get("started"),
+                "version": entry.get("version"),
+                "sessions": sum(1 for r in self.sessions._by_user.values() for e in r.values()
+                                if e.node == name),
+                "this": name == self.node,
+            })  # fmt: skip
+        return rows
+
+
+
+class ClusterRoutes:
+    """The route table (routing.routes.RouteTable) of a clustered node."""
+
+    def __init__(self, member: ClusterMember) -> None:
+        self.member = member
+        self._relay = member.relay
+
+    def node_of(self, address: str) -> str | None:
+        return None  # no services or components run in a cluster yet (they come with S2S, MUC)
+
+    def remote_route(self, domain: str) -> str | None:
+        return None  # server-to-server comes with the federation issue
+
+    def relay(self, node: str, stanza: etree._Element) -> None:
+        if self._relay.hops >= MAX_HOPS:
+            return self.member.router.undeliverable(stanza)
+        self._relay.send(node, "route", [etree.tostring(stanza)])
+        return None
+
+    def relay_session(self, entry: SessionEntry, stanza: etree._Element) -> None:
+        if self._relay.hops >= MAX_HOPS:
+            return self.member.router.undeliverable(stanza)
+        self._relay.send(entry.node, "session", [str(entry.jid), entry.address,
+                                                 etree.tostring(stanza)])  # fmt: skip
+        return None
+
+    def tell(self, node: str, address: str, event: str, args: tuple[Any, ...]) -> None:
+        self._relay.send(node, "tell", [address, event, list(args)], hops=1)

@@ -1,0 +1,234 @@
+"""Packets between nodes, at least once and de-duplicated: one Redis Stream per node, read with a
+consumer group and acknowledged once the packet has been handed on; msgpack packets carrying
+(source node, its boot, sequence) so that a packet sent twice is taken once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+from redis.exceptions import RedisError, ResponseError
+
+from cluster import keys
+
+log = logging.getLogger("xmppd.cluster.relay")
+
+BATCH = 500  # stream entries per XADD pipeline and per XREADGROUP
+MAX_HOPS = 3  # a stanza re-routed by stale views stops travelling after this many relays
+
+# kind -> handler(source node, hops, body); a handler must not block.
+Handler = Callable[[str, int, list], None]
+
+
+def stream_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Relay:
+    """This node's end of the relay. `send` never blocks and never loses a packet while the
+    node lives: a packet stays in `_unconfirmed` until the receiver's group shows it handled,
+    and is sent again if Redis comes back empty."""
+
+    def __init__(self, client: Any, node: str, boot: str) -> None:
+        self.client = client
+        self.node = node
+        self.boot = boot
+        self.key = keys.relay(node)
+        self.peers: set[str] = set()  # live nodes other than this one
+        self.handlers: dict[str, Handler] = {}
+        self.hops = 0  # hops of the packet being handled now (0 outside a handler)
+        self.on_undeliverable: Callable[[str, bytes], None] = lambda _target, _packet: None
+        self._out: deque[tuple[str, bytes]] = deque()
+        self._seq: dict[str, int] = {}
+        self._unconfirmed: dict[str, deque[tuple[tuple[int, int], bytes]]] = {}
+        self._seen: dict[tuple[str, str], int] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.received = 0
+        self.duplicates = 0
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def send(self, target: str, kind: str, body: list, hops: int | None = None) -> None:
+        seq = self._seq.get(target, 0) + 1
+        self._seq[target] = seq
+        hop = self.hops + 1 if hops is None else hops
+        packet = msgpack.packb([self.node, self.boot, seq, hop, kind, body], use_bin_type=True)
+        self._out.append((target, packet))
+        self._wake.set()
+
+    def broadcast(self, kind: str, body: list) -> None:
+        for peer in self.peers:
+            self.send(peer, kind, body, hops=1)
+
+    def backlog(self) -> int:
+        """Packets sent but not yet confirmed handled by their receivers (or not yet written)."""
+        return len(self._out) + sum(len(q) for q in self._unconfirmed.values())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._out:
+                try:
+                    await self._flush(min(len(self._out), BATCH))
+                except (RedisError, OSError) as exc:
+                    log.warning("relay: cannot write to Redis (%s); retrying", exc)
+                    await asyncio.sleep(0.5)
+
+    async def _flush(self, count: int) -> None:
+        batch = [self._out[i] for i in range(count)]
+        pipe = self.client.pipeline(transaction=False)
+        for target, packet in batch:
+            # NOMKSTREAM: a stream that is gone belongs to a node that was reaped; its packets
+            # must not wait in a stream nobody will read.
+            pipe.xadd(keys.relay(target), {b"p": packet}, nomkstream=True)
+        ids = await pipe.execute()
+        for _ in range(count):
+            self._out.popleft()
+        for (target, packet), raw in zip(batch, ids, strict=True):
+            if raw is None:
+                self.on_undeliverable(target, packet)
+            else:
+                self._unconfirmed.setdefault(target, deque()).append((stream_id(raw), packet))
+
+    async def confirm(self) -> None:
+        """Forget what receivers have handled: entries at or below the oldest one their group
+        has pending (or, with none pending, the last one it read)."""
+        for target in list(self._unconfirmed):
+            sent = self._unconfirmed[target]
+            if not sent:
+                del self._unconfirmed[target]
+                continue
+            key = keys.relay(target)
+            try:
+                groups = await self.client.xinfo_groups(key)
+                pending = await self.client.xpending(key, keys.GROUP)
+            except ResponseError:  # no such stream or group: its node was reaped
+                log.info("relay: %d packets to %s are beyond confirming (node gone)",
+                         len(sent), target)  # fmt: skip
+                del self._unconfirmed[target]
+                continue
+            group = next((g for g in groups if _text(g["name"]) == keys.GROUP), None)
+            if group is None:
+                continue
+            if pending["pending"]:
+                handled = _before(stream_id(pending["min"]))
+            else:
+                handled = stream_id(group["last-delivered-id"])
+            while sent and sent[0][0] <= handled:
+                sent.popleft()
+
+    def resend_all(self) -> None:
+        """Redis came back empty: everything not yet confirmed goes again, first, in order."""
+        again = [(t, p) for t, q in self._unconfirmed.items() for _, p in q]
+        self._unconfirmed.clear()
+        self._out.extendleft(reversed(again))
+        self._wake.set()
+        log.warning("relay: Redis lost its data; sending %d unconfirmed packets again", len(again))
+
+    # --- receiving --------------------------------------------------------------------------
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.client.xgroup_create(self.key, keys.GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read_forever(self) -> None:
+        start = "0"  # first what this node's previous run read but never acknowledged
+        while True:
+            try:
+                reply = await self.client.xreadgroup(
+                    keys.GROUP, self.node, {self.key: start}, count=BATCH, block=1000
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self.ensure_group()  # Redis restarted empty
+                continue
+            except (RedisError, OSError) as exc:
+                log.warning("relay: cannot read from Redis (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            entries = reply[0][1] if reply else []
+            if not entries:
+                start = ">"
+                continue
+            ids = [entry_id for entry_id, _ in entries]
+            for _entry_id, fields in entries:
+                self.take(fields[b"p"])
+            await self._acknowledge(ids)
+
+    async def _acknowledge(self, ids: list) -> None:
+        while True:
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.xack(self.key, keys.GROUP, *ids)
+                pipe.xtrim(self.key, minid=ids[-1], approximate=False)
+                await pipe.execute()
+                return
+            except (RedisError, OSError) as exc:
+                log.warning("relay: cannot acknowledge (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+
+    def take(self, packet: bytes, check_duplicate: bool = True) -> None:
+        """Hand one packet to its kind's handler, unless it was taken before."""
+        source, boot, seq, hops, kind, body = msgpack.unpackb(packet, raw=False)
+        if check_duplicate:
+            key = (source, boot)
+            if seq <= self._seen.get(key, 0):
+                self.duplicates += 1
+                return
+            self._seen[key] = seq
+        self.received += 1
+        handler = self.handlers.get(kind)
+        if handler is None:
+            log.error("relay: packet of unknown kind %r from %s", kind, source)
+            return
+        self.hops = hops
+        try:
+            handler(source, hops, body)
+        except Exception:  # noqa: BLE001 - one bad packet must not stop the relay
+            log.exception("relay: handling %s from %s failed", kind, source)
+        finally:
+            self.hops = 0
+
+    # --- lifetime ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._flush_forever()),
+            loop.create_task(self._read_forever()),
+        ]
+
+    async def drain(self, timeout: float) -> None:
+        """Let what is queued reach Redis (at shutdown)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._out and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+
+    def stop_reading(self) -> None:
+        if len(self._tasks) == 2:
+            self._tasks.pop().cancel()
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+
+def _before(entry: tuple[int, int]) -> tuple[int, int]:
+    ms, seq = entry
+    return (ms, seq - 1) if seq else (ms - 1, 2**64 - 1)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,283 @@
+"""The session manager of a clustered node: Redis holds who is bound where (binding is one atomic
+script, closing is compare-and-delete, only the owning node writes an entry), and every node
+keeps a replica of every session, fed by the relay, so that routing reads no Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+from lxml import etree
+from redis.exceptions import RedisError
+
+from cluster import keys
+from cluster.relay import Relay
+from routing.sessions import Opened, SessionEntry
+from xmpp.jid import JID
+
+log = logging.getLogger("xmppd.cluster.sessions")
+
+# The newest bind wins. Versions are Redis's clock in microseconds, so that they keep growing
+# when a user's key is deleted and made again, and across a Redis restart.
+BIND = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return {0, 0, false}
+end
+local now = redis.call('TIME')
+local version = tonumber(now[1]) * 1000000 + tonumber(now[2])
+if old then
+  local previous = tonumber(string.match(old, '^(%d+) '))
+  if previous and previous >= version then version = previous + 1 end
+end
+local text = string.format('%.0f', version)
+redis.call('HSET', KEYS[1], ARGV[1], text .. ' ' .. ARGV[2])
+return {1, text, old}
+"""
+
+# Compare-and-delete: only the entry of this node and address (a replaced session never
+# removes its successor).
+UNBIND = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and string.match(cur, '^%d+ (.*)$') == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# Write an entry back (Redis came back empty), unless a newer bind took the resource meanwhile.
+RESTORE = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and tonumber(string.match(cur, '^(%d+) ')) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
+return 1
+"""
+
+_parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+def parse_value(raw: bytes | str) -> tuple[int, str, str]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    version, node, address = text.split(" ", 2)
+    return int(version), node, address
+
+
+def _info(entry: SessionEntry) -> list:
+    presence = None if entry.presence is None else etree.tostring(entry.presence)
+    return [str(entry.jid), entry.address, entry.available, entry.priority, presence,
+            entry.interested]  # fmt: skip
+
+
+def index_member(jid: JID, address: str) -> bytes:
+    return msgpack.packb([str(jid.bare), jid.resource, address])
+
+
+class ClusterSessions:
+    """routing.sessions.SessionManager on Redis. Reads come from the replica; changes of this
+    node's sessions go to Redis and, through the relay, to every other node's replica."""
+
+    def __init__(self, client: Any, relay: Relay, node: str) -> None:
+        self.client = client
+        self.relay = relay
+        self.node = node
+        self._by_user: dict[JID, dict[str, SessionEntry]] = {}
+        self._own: dict[str, SessionEntry] = {}  # address -> this node's bound sessions
+        self._binding: dict[str, bool] = {}  # address -> closed while its bind was in flight
+        self._bind = client.register_script(BIND)
+        self._unbind = client.register_script(UNBIND)
+        self._restore = client.register_script(RESTORE)
+        self._writes: asyncio.Queue | None = None
+        self._writer: asyncio.Task | None = None
+        relay.handlers.update(bound=self._on_bound, unbound=self._on_unbound, info=self._on_info)
+
+    # --- SessionManager ---------------------------------------------------------------------
+
+    def open(self, jid: JID, node: str, address: str, max_sessions: int,
+             answer: Callable[[Opened], None]) -> None:  # fmt: skip
+        self._binding[address] = False
+        asyncio.get_running_loop().create_task(self._open(jid, address, max_sessions, answer))
+
+    async def _open(self, jid: JID, address: str, max_sessions: int,
+                    answer: Callable[[Opened], None]) -> None:  # fmt: skip
+        bare = str(jid.bare)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            value = f"{self.node} {address}"
+            await self._bind(keys=[keys.sessions(bare)], args=[jid.resource, value, max_sessions],
+                             client=pipe)  # fmt: skip
+            pipe.sadd(keys.index(self.node), index_member(jid, address))
+            (bound, version, old), _ = await pipe.execute()
+        except (RedisError, OSError, ValueError) as exc:
+            log.error("binding %s: Redis failed: %s", jid, exc)
+            self._binding.pop(address, None)
+            answer(Opened(jid, error="internal-server-error"))
+            return
+        closed = self._binding.pop(address, False)
+        if not bound:
+            self._write(self.client.srem, keys.index(self.node), index_member(jid, address))
+            answer(Opened(jid, error="resource-constraint"))
+            return
+        entry = SessionEntry(jid, self.node, address, version=int(version))
+        replaced = None
+        if old is not None:
+            old_version, old_node, old_address = parse_value(old)
+            replaced = SessionEntry(jid, old_node, old_address, version=old_version)
+        self._own[address] = entry
+        self._put(entry)
+        self.relay.broadcast("bound", [str(jid), self.node, address, entry.version])
+        if closed:  # the session ended while Redis answered: undo
+            self.close(jid, address)
+        answer(Opened(jid, replaced=replaced))
+
+    def close(self, jid: JID, address: str) -> bool:
+        if address in self._binding:
+            self._binding[address] = True
+        own = self._own.pop(address, None)
+        removed = self._remove(jid, address)
+        if own is not None:
+            bare = str(jid.bare)
+            self._write(self._unbind, keys=[keys.sessions(bare)],
+                        args=[jid.resource, f"{self.node} {address}"])  # fmt: skip
+            self._write(self.client.srem, keys.index(self.node), index_member(jid, address))
+            self.relay.broadcast("unbound", [str(jid), address, own.version])
+        return removed
+
+    def set_presence(self, jid: JID, address: str, available: bool, priority: int) -> None:
+        entry = self._own.get(address)
+        if entry is not None and entry.jid == jid:
+            entry.available = available
+            entry.priority = priority
+            self._tell_info(entry)
+
+    def set_info(self, jid: JID, address: str, presence: Any = None, interested: bool | None = None,
+                 pres_from: frozenset[str] | None = None) -> None:  # fmt: skip
+        entry = self._own.get(address)
+        if entry is None or entry.jid != jid:
+            return
+        if pres_from is not None:
+            entry.pres_from = pres_from  # answers probes here; other nodes ask storage
+        if presence is not None or interested is not None:
+            if presence is not None:
+                entry.presence = presence
+            if interested is not None:
+                entry.interested = interested
+            self._tell_info(entry)
+
+    def get(self, jid: JID) -> SessionEntry | None:
+        resources = self._by_user.get(jid.bare)
+        return resources.get(jid.resource) if resources else None
+
+    def resources(self, bare: JID) -> list[SessionEntry]:
+        return list(self._by_user.get(bare, {}).values())
+
+    def count(self) -> int:
+        """This node's bound sessions."""
+        return len(self._own)
+
+    def cluster_count(self) -> int:
+        return sum(len(r) for r in self._by_user.values())
+
+    # --- the replica ------------------------------------------------------------------------
+
+    def _put(self, entry: SessionEntry) -> bool:
+        resources = self._by_user.setdefault(entry.jid.bare, {})
+        current = resources.get(entry.jid.resource)
+        if current is not None and current.version > entry.version:
+            return False
+        resources[entry.jid.resource] = entry
+        return True
+
+    def _remove(self, jid: JID, address: str, version: int | None = None) -> bool:
+        resources = self._by_user.get(jid.bare)
+        entry = resources.get(jid.resource) if resources else None
+        if entry is None or entry.address != address:
+            return False
+        if version is not None and entry.version != version:
+            return False
+        del resources[jid.resource]
+        if not resources:
+            del self._by_user[jid.bare]
+        return True
+
+    def _tell_info(self, entry: SessionEntry) -> None:
+        self.relay.broadcast("info", _info(entry))
+
+    def _on_bound(self, _source: str, _hops: int, body: list) -> None:
+        jid, node, address, version = body
+        self._put(SessionEntry(JID.parse(jid), node, address, version=version))
+
+    def _on_unbound(self, _source: str, _hops: int, body: list) -> None:
+        jid, address, version = body
+        self._remove(JID.parse(jid), address, version)
+
+    def _on_info(self, _source: str, _hops: int, body: list) -> None:
+        jid, address, available, priority, presence, interested = body
+        entry = self.get(JID.parse(jid))
+        if entry is None or entry.address != address:
+            return
+        entry.available = available
+        entry.priority = priority
+        entry.interested = interested
+        entry.presence = None if presence is None else etree.fromstring(presence, _parser)
+
+    def snapshot_to(self, peer: str) -> None:
+        """A node joined: tell it every session of this node."""
+        for entry in self._own.values():
+            self.relay.send(peer, "bound", [str(entry.jid), self.node, entry.address,
+                                            entry.version], hops=1)  # fmt: skip
+            self.relay.send(peer, "info", _info(entry), hops=1)
+
+    def forget_node(self, node: str) -> list[SessionEntry]:
+        """A node died: its sessions leave the replica; returns them."""
+        gone = [e for r in self._by_user.values() for e in r.values() if e.node == node]
+        for entry in gone:
+            self._remove(entry.jid, entry.address)
+        return gone
+
+    def own_entries(self) -> list[SessionEntry]:
+        return list(self._own.values())
+
+    async def restore(self) -> None:
+        """Redis came back empty: write this node's sessions back."""
+        pipe = self.client.pipeline(transaction=False)
+        for entry in self._own.values():
+            await self._restore(keys=[keys.sessions(str(entry.jid.bare))],
+                          args=[entry.jid.resource, entry.version, f"{self.node} {entry.address}"],
+                          client=pipe)  # fmt: skip
+            pipe.sadd(keys.index(self.node), index_member(entry.jid, entry.address))
+        await pipe.execute()
+        log.warning("Redis lost its data: wrote %d sessions of this node back", len(self._own))
+
+    # --- writes that need no answer, in order -------------------------------------------------
+
+    def _write(self, call: Callable, *args: Any, **kwargs: Any) -> None:
+        if self._writes is None:
+            self._writes = asyncio.Queue()
+            self._writer = asyncio.get_running_loop().create_task(self._write_forever())
+        self._writes.put_nowait((call, args, kwargs))
+
+    async def _write_forever(self) -> None:
+        while True:
+            call, args, kwargs = await self._writes.get()
+            while True:
+                try:
+                    await call(*args, **kwargs)
+                    break
+                except (RedisError, OSError) as exc:
+                    log.warning("session store: Redis write failed (%s); retrying", exc)
+                    await asyncio.sleep(0.5)
+
+    async def flush(self, timeout: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._writes is not None and not self._writes.empty():
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()

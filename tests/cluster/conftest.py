@@ -1,0 +1,48 @@
+"""Fixtures: three xmppd node processes on one private Redis and one private PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support.cluster import Cluster
+
+USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret", "dave": "dave-pw"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, redis_server, postgres_server):
+    """One cluster for a module's tests that leave it as they found it."""
+    nodes = Cluster(tmp_path_factory.mktemp("cluster"), redis_server, postgres_server)
+    nodes.add_users(**USERS)
+    nodes.start()
+    yield nodes
+    nodes.stop()
+    assert not nodes.tracebacks(), nodes.tracebacks()[0]
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path, redis_server, postgres_server):
+    """A cluster of the test's own, for tests that kill, pause or cut off its nodes."""
+    made = []
+
+    def make(size: int = 3) -> Cluster:
+        nodes = Cluster(tmp_path / f"c{len(made)}", redis_server, postgres_server, size=size)
+        nodes.add_users(**USERS)
+        made.append(nodes)
+        return nodes.start()
+
+    yield make
+    for nodes in made:
+        nodes.stop()
+    for nodes in made:
+        assert not nodes.tracebacks(), nodes.tracebacks()[0]
+
+
+@pytest.fixture
+def run():
+    def runner(coro, timeout: float = 60):
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+
+    return runner

@@ -1,0 +1,75 @@
+"""A cluster of xmppd node processes for the tests: each node its own data directory and ports,
+all on one private Redis and one private PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+from tests.support.server import Server, make_server
+from tests.support.services import PostgresServer, RedisServer
+
+LEASE = 2.0  # seconds: a dead node is reaped within about LEASE + 1 s
+
+
+class Cluster:
+    def __init__(self, tmp: Path, redis: RedisServer, postgres: PostgresServer, size: int = 3,
+                 lease: float = LEASE) -> None:  # fmt: skip
+        self.redis = redis
+        self.database = postgres.wiped_url()
+        redis.cli("FLUSHALL")
+        self.lease = lease
+        self.nodes: list[Server] = [self._make(tmp, i) for i in range(size)]
+
+    def _make(self, tmp: Path, i: int) -> Server:
+        return make_server(tmp / f"n{i + 1}", extra_config=f"""
+[cluster]
+node = "n{i + 1}"
+redis = "{self.redis.url}"
+lease = {self.lease}
+""", server=f'storage = "{self.database}"')  # fmt: skip
+
+    def start(self) -> Cluster:
+        for node in self.nodes:
+            node.start(wait=False)
+        for node in self.nodes:
+            node.wait_ready()
+        self.wait_joined()
+        return self
+
+    def wait_joined(self, timeout: float = 20) -> None:
+        """Until every running node lists every other running node as alive."""
+        running = {f"n{i + 1}" for i, n in enumerate(self.nodes) if n.proc.poll() is None}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.alive_seen_by(node) >= running for node in self.running()):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the nodes did not see each other: {self.state()}")
+
+    def alive_seen_by(self, node: Server) -> set[str]:
+        return {row["node"] for row in node.admin("nodes")["result"] if row["alive"]}
+
+    def running(self) -> list[Server]:
+        return [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+
+    def state(self) -> str:
+        return json.dumps({str(n.data_dir): n.admin("nodes") for n in self.running()})
+
+    def add_users(self, **passwords: str) -> None:
+        self.nodes[0].add_users(**passwords)
+        for node in self.nodes[1:]:
+            node.passwords.update(passwords)
+
+    def kill(self, i: int) -> None:
+        self.nodes[i].proc.send_signal(signal.SIGKILL)
+        self.nodes[i].proc.wait(10)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def tracebacks(self) -> list[str]:
+        return [t for node in self.nodes for t in node.unexpected_tracebacks()]
