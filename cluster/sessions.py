@@ -128,6 +128,8 @@ class ClusterSessions:
             replaced = SessionEntry(jid, old_node, old_address, version=old_version)
         self._own[address] = entry
         self._put(entry)
+        if replaced is not None and replaced.node == self.node:
+            self._disown(replaced)
         self.relay.broadcast("bound", [str(jid), self.node, address, entry.version])
         if closed:  # the session ended while Redis answered: undo
             self.close(jid, address)
@@ -208,7 +210,17 @@ class ClusterSessions:
 
     def _on_bound(self, _source: str, _hops: int, body: list) -> None:
         jid, node, address, version = body
-        self._put(SessionEntry(JID.parse(jid), node, address, version=version))
+        entry = SessionEntry(JID.parse(jid), node, address, version=version)
+        current = self.get(entry.jid)
+        if self._put(entry) and current is not None and current.node == self.node:
+            self._disown(current)
+
+    def _disown(self, replaced: SessionEntry) -> None:
+        """A newer bind took the resource of one of this node's sessions: that session closes
+        without unbinding (it must not remove its successor), so its index entry goes here."""
+        if self._own.pop(replaced.address, None) is not None:
+            self._write(self.client.srem, keys.index(self.node),
+                        index_member(replaced.jid, replaced.address))  # fmt: skip
 
     def _on_unbound(self, _source: str, _hops: int, body: list) -> None:
         jid, address, version = body

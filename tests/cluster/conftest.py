@@ -8,7 +8,12 @@ import pytest
 
 from tests.support.cluster import Cluster
 
-USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret", "dave": "dave-pw"}
+# Each test of a shared cluster uses accounts no other test of its module touches (rosters and
+# offline messages live in the shared database).
+USERS = {name: f"{name}-secret" for name in (
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
+    "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter",
+)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

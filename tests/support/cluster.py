@@ -58,6 +58,15 @@ lease = {self.lease}
     def state(self) -> str:
         return json.dumps({str(n.data_dir): n.admin("nodes") for n in self.running()})
 
+    def session_keys(self) -> list[bytes]:
+        return self.redis.client().keys("xmppd:s:*")
+
+    def indexed(self, node: str) -> list[list]:
+        """What the node's index in Redis lists: [bare, resource, address] per session."""
+        import msgpack
+
+        return [msgpack.unpackb(m) for m in self.redis.client().smembers(f"xmppd:n:{{{node}}}:index")]
+
     def add_users(self, **passwords: str) -> None:
         self.nodes[0].add_users(**passwords)
         for node in self.nodes[1:]:

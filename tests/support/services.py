@@ -73,6 +73,11 @@ class RedisServer:
                                 text=True, timeout=10)  # fmt: skip
         return result.stdout
 
+    def client(self):
+        import redis
+
+        return redis.Redis(port=self.port)
+
     def log(self) -> str:
         path = self.dir / "redis.log"
         return path.read_text(errors="replace") if path.exists() else ""
