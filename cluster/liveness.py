@@ -56,6 +56,7 @@ class Liveness:
         self.holding = False
         self.last_renewed = 0.0
         self.run_id: str | None = None
+        self.grace_until = 0.0  # no node is taken for dead before this (after a Redis restart)
         self._renew = client.register_script(RENEW)
         self._task: asyncio.Task | None = None
         self._reaping: set[str] = set()
@@ -137,16 +138,33 @@ class Liveness:
         while True:
             now = time.monotonic()
             try:
-                if now >= next_renew:
+                if self.holding and await self._redis_restarted():
+                    next_renew = now + self.timing.renew
+                elif now >= next_renew:
                     await self._keep_lease()
                     next_renew = now + self.timing.renew
-                if self.holding:
+                if self.holding and now >= self.grace_until:
                     await self._watch()
             except (RedisError, OSError) as exc:
                 log.warning("cluster: Redis unreachable (%s)", exc)
             if self.holding and time.monotonic() - self.last_renewed > self.timing.lease:
                 self._lose("could not renew the lease in time")
             await asyncio.sleep(self.timing.watch)
+
+    async def _redis_restarted(self) -> bool:
+        """Redis came back without our keys (a new run id): write this node back, and give the
+        other nodes a lease's time to do the same before taking any of them for dead."""
+        info = await self.client.info("server")
+        if info.get("run_id") == self.run_id:
+            return False
+        self.run_id = info.get("run_id")
+        log.warning("cluster: Redis restarted (new run id); writing this node back")
+        await self.client.set(keys.lease(self.node), self.boot, px=int(self.timing.lease * 1000))
+        self.last_renewed = time.monotonic()
+        self.grace_until = self.last_renewed + self.timing.lease
+        await self.register()
+        await self.on_redis_emptied()
+        return True
 
     async def _keep_lease(self) -> None:
         if not self.holding:
@@ -158,20 +176,15 @@ class Liveness:
                 await self.register()
                 await self.on_regained()
             return
-        late = time.monotonic() - self.last_renewed > self.timing.lease
-        renewed = await self._renew(keys=[keys.lease(self.node)],
-                                    args=[self.boot, int(self.timing.lease * 1000)])  # fmt: skip
-        if late or not renewed:
+        if time.monotonic() - self.last_renewed > self.timing.lease:
             # Paused or cut off past the lease: the others may have reaped this node already.
             self._lose("the lease expired (the node was paused or cut off from Redis)")
             return
+        if not await self._renew(keys=[keys.lease(self.node)],
+                                 args=[self.boot, int(self.timing.lease * 1000)]):  # fmt: skip
+            self._lose("the lease is gone from Redis")
+            return
         self.last_renewed = time.monotonic()
-        info = await self.client.info("server")
-        if info.get("run_id") != self.run_id:
-            self.run_id = info.get("run_id")
-            log.warning("cluster: Redis restarted (new run id); writing this node back")
-            await self.register()
-            await self.on_redis_emptied()
 
     def _lose(self, why: str) -> None:
         if not self.holding:

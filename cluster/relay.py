@@ -92,11 +92,17 @@ class Relay:
         ids = await pipe.execute()
         for _ in range(count):
             self._out.popleft()
+        retry = []
         for (target, packet), raw in zip(batch, ids, strict=True):
-            if raw is None:
-                self.on_undeliverable(target, packet)
-            else:
+            if raw is not None:
                 self._unconfirmed.setdefault(target, deque()).append((stream_id(raw), packet))
+            elif target in self.peers:
+                retry.append((target, packet))  # Redis restarted: its node makes it again
+            else:
+                self.on_undeliverable(target, packet)
+        if retry:
+            self._out.extendleft(reversed(retry))
+            await asyncio.sleep(0.2)
 
     async def confirm(self) -> None:
         """Forget what receivers have handled: entries at or below the oldest one their group
@@ -110,11 +116,12 @@ class Relay:
             try:
                 groups = await self.client.xinfo_groups(key)
                 pending = await self.client.xpending(key, keys.GROUP)
-            except ResponseError:  # no such stream or group: its node was reaped
-                log.info("relay: %d packets to %s are beyond confirming (node gone)",
-                         len(sent), target)  # fmt: skip
-                del self._unconfirmed[target]
-                continue
+            except ResponseError:  # no such stream or group
+                if target not in self.peers:  # its node left or was reaped with its stream
+                    log.info("relay: %d packets to %s are beyond confirming (node gone)",
+                             len(sent), target)  # fmt: skip
+                    del self._unconfirmed[target]
+                continue  # (else Redis restarted empty: resend_all comes)
             group = next((g for g in groups if _text(g["name"]) == keys.GROUP), None)
             if group is None:
                 continue

@@ -1,0 +1,153 @@
+"""A node that dies costs its own connections and nothing else: kill -9, a node paused past its
+lease, Redis restarted empty, Redis connections cut, the database restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from tests.support.im import befriend_both, close_all, message, online, presence
+
+BOUND = 15.0  # seconds: the documented bound for contacts to hear a dead node's users left
+
+
+def test_kill_9_contacts_hear_unavailable_and_messages_go_offline(fresh_cluster, run):
+    cluster = fresh_cluster()
+    n1, n2, n3 = cluster.nodes
+
+    async def scenario():
+        alice = await online(n1, "alice", "desk")
+        bob = await online(n2, "bob", "phone")
+        await befriend_both(alice, bob)
+        cluster.kill(1)  # bob's node
+        started = time.monotonic()
+        await alice.inbox.expect(presence("unavailable", "bob@localhost/phone"),
+                                 "bob's contacts hear he left", timeout=BOUND)  # fmt: skip
+        took = time.monotonic() - started
+        assert took < BOUND
+        # Nothing of n2 is left in Redis, and a message to bob is kept for him.
+        assert cluster.indexed("n2") == []
+        assert cluster.session_keys() == [] or all(
+            b"n2" not in v for k in cluster.session_keys()
+            for v in cluster.redis.client().hvals(k)
+        )  # fmt: skip
+        alice.send_message(mto="bob@localhost/phone", mbody="are you there?", mtype="chat")
+        await asyncio.sleep(0.5)
+        back = await online(n3, "bob", "phone")
+        await back.inbox.expect(message("are you there?"), "kept offline, delivered on n3")
+        await close_all(alice, back)
+
+    run(scenario())
+
+
+def test_messages_relayed_to_a_node_that_dies_are_stored_or_delivered_not_lost(fresh_cluster, run):
+    cluster = fresh_cluster()
+    n1, n2, n3 = cluster.nodes
+
+    async def scenario():
+        alice = await online(n1, "alice", "desk")
+        bob = await online(n2, "bob", "phone")
+        await asyncio.sleep(0.3)
+        cluster.nodes[1].proc.send_signal(signal.SIGSTOP)  # n2 takes nothing from its stream
+        for i in range(20):
+            alice.send_message(mto="bob@localhost", mbody=f"m{i}", mtype="chat")
+        await asyncio.sleep(0.5)
+        cluster.kill(1)
+        await asyncio.sleep(cluster.lease + 3)  # reaped: its stream's stanzas routed again
+        back = await online(n3, "bob", "again")
+        for i in range(20):
+            await back.inbox.expect(message(f"m{i}"), f"message {i} kept offline")
+        await back.inbox.expect_none(message(), "no message twice")
+        await close_all(alice, back)
+        del bob
+
+    run(scenario())
+
+
+def test_a_node_paused_past_its_lease_stops_serving_its_stale_sessions(fresh_cluster, run):
+    cluster = fresh_cluster()
+    n1, n2, n3 = cluster.nodes
+
+    async def scenario():
+        alice = await online(n1, "alice", "desk")
+        bob = await online(n2, "bob", "phone")
+        await befriend_both(alice, bob)
+        n2.proc.send_signal(signal.SIGSTOP)
+        await alice.inbox.expect(presence("unavailable", "bob@localhost/phone"),
+                                 "reaped while paused", timeout=BOUND)  # fmt: skip
+        n2.proc.send_signal(signal.SIGCONT)
+        await asyncio.wait_for(bob.gone, 10)
+        assert "system-shutdown" in bob.stream_errors
+        # It rejoins and serves again: a new login on n2 reaches alice.
+        for _ in range(50):
+            try:
+                again = await online(n2, "bob", "phone2")
+                break
+            except AssertionError:
+                await asyncio.sleep(0.2)
+        again.send_message(mto="alice@localhost/desk", mbody="back", mtype="chat")
+        await alice.inbox.expect(message("back"))
+        await close_all(alice, again)
+
+    run(scenario())
+    cluster.wait_joined()
+
+
+def test_redis_restarted_empty_sessions_are_written_back(fresh_cluster, run):
+    cluster = fresh_cluster()
+    n1, n2, _ = cluster.nodes
+
+    async def scenario():
+        alice = await online(n1, "alice", "desk")
+        bob = await online(n2, "bob", "phone")
+        await asyncio.sleep(0.3)
+        cluster.redis.restart_empty()
+        await asyncio.sleep(cluster.lease + 1)
+        assert len(cluster.session_keys()) == 2, "each node wrote its sessions back"
+        alice.send_message(mto="bob@localhost/phone", mbody="after the restart", mtype="chat")
+        await bob.inbox.expect(message("after the restart"))
+        bob.send_message(mto="alice@localhost", mbody="got it", mtype="chat")
+        await alice.inbox.expect(message("got it"))
+        await close_all(alice, bob)
+
+    run(scenario())
+
+
+def test_redis_connections_killed_relay_carries_on(fresh_cluster, run):
+    cluster = fresh_cluster()
+    n1, n2, _ = cluster.nodes
+
+    async def scenario():
+        alice = await online(n1, "alice", "desk")
+        bob = await online(n2, "bob", "phone")
+        await asyncio.sleep(0.3)
+        for i in range(10):
+            alice.send_message(mto="bob@localhost/phone", mbody=f"before {i}", mtype="chat")
+        cluster.redis.cli("CLIENT", "KILL", "TYPE", "normal")
+        for i in range(10):
+            alice.send_message(mto="bob@localhost/phone", mbody=f"after {i}", mtype="chat")
+        for i in range(10):
+            await bob.inbox.expect(message(f"before {i}"))
+        for i in range(10):
+            await bob.inbox.expect(message(f"after {i}"))
+        await bob.inbox.expect_none(message(), "none twice")
+        await close_all(alice, bob)
+
+    run(scenario())
+
+
+def test_database_restarted_offline_storage_still_works(fresh_cluster, postgres_server, run):
+    cluster = fresh_cluster(size=2)
+    n1, n2 = cluster.nodes
+
+    async def scenario():
+        alice = await online(n1, "alice", "desk")
+        postgres_server.restart()
+        alice.send_message(mto="carol@localhost", mbody="kept across the restart", mtype="chat")
+        await asyncio.sleep(1.0)
+        carol = await online(n2, "carol", "phone")
+        await carol.inbox.expect(message("kept across the restart"))
+        await close_all(alice, carol)
+
+    run(scenario())
