@@ -20,6 +20,17 @@ class AdminError(Exception):
     pass
 
 
+def _holder(cluster: Any, ident: str) -> str | None:
+    """The node the cluster's session table says holds full JID `ident`, if it is one."""
+    from xmpp.jid import JID, JIDMalformed
+
+    try:
+        jid = JID.parse(ident)
+    except JIDMalformed:
+        return None
+    return cluster.node_of_session(jid) if jid.resource else None
+
+
 class AdminServer:
     def __init__(self, node: Any, path: Path) -> None:
         self.node = node
@@ -32,7 +43,13 @@ class AdminServer:
             "kick": self.cmd_kick,
             "trace": self.cmd_trace,
             "nodes": self.cmd_nodes,
+            # What one node answers another (cluster.member.ClusterMember.ask):
+            "local_sessions": self.local_sessions,
+            "local_session": self.local_session,
+            "local_kick": self.local_kick,
         }
+        if node.cluster is not None:
+            node.cluster.answer_with = self.handle
 
     def register(self, name: str, command: Callable[..., Any]) -> None:
         """Add a command (plugins do, e.g. the tests' crash command)."""
@@ -103,24 +120,71 @@ class AdminServer:
         return [{"node": self.node.node_id, "alive": True, "this": True, "version": None,
                  "started": self.node.started, "sessions": self.node.sessions.count()}]  # fmt: skip
 
-    def cmd_sessions(self, state: str | None = None, user: str | None = None) -> list[dict]:
+    async def cmd_sessions(self, state: str | None = None, user: str | None = None,
+                           node: str | None = None) -> list[dict]:  # fmt: skip
+        """Every connection of the cluster (of this node when it runs alone), oldest state
+        first; `node` keeps one node's."""
+        args = {"state": state, "user": user}
+        if self.node.cluster is None:
+            if node not in (None, self.node.node_id):
+                raise AdminError(f"no node {node!r} (this node, {self.node.node_id}, runs alone)")
+            return self.local_sessions(**args)
+        nodes = [node] if node else self.node.cluster.alive()
+        answers = await asyncio.gather(*(self.node.cluster.ask(n, "local_sessions", args)
+                                         for n in nodes))  # fmt: skip
+        rows: list[dict] = []
+        for ok, result in answers:
+            if not ok:
+                raise AdminError(result)
+            rows.extend(result)
+        return sorted(rows, key=lambda r: r["state_since"])
+
+    def local_sessions(self, state: str | None = None, user: str | None = None) -> list[dict]:
         rows = [actor.info() for actor in list(self.node.actors.values())]
         if state:
             rows = [r for r in rows if r["state"] == state]
         if user:
             rows = [r for r in rows if user in (r["user"], r["jid"])]
+        for row in rows:
+            row["node"] = self.node.node_id
         return sorted(rows, key=lambda r: r["state_since"])
 
-    def cmd_session(self, id: str) -> dict:
+    async def cmd_session(self, id: str) -> dict:
+        return await self._anywhere("local_session", id)
+
+    def local_session(self, id: str) -> dict:
         actor = self.find(id)
         info = actor.info()
+        info["node"] = self.node.node_id
         info["transitions"] = actor.history()
         return info
 
-    def cmd_kick(self, id: str, condition: str = "policy-violation") -> dict:
+    async def cmd_kick(self, id: str, condition: str = "policy-violation") -> dict:
+        return await self._anywhere("local_kick", id, condition=condition)
+
+    def local_kick(self, id: str, condition: str = "policy-violation") -> dict:
         actor = self.find(id)
         actor.actor_ref.tell(Kick(condition, "kicked by the administrator"))
-        return {"kicked": actor.id}
+        return {"kicked": actor.id, "node": self.node.node_id}
+
+    async def _anywhere(self, cmd: str, id: str, **args: Any) -> dict:
+        """Run a local command on the node that holds session `id` (this one first)."""
+        cluster = self.node.cluster
+        try:
+            return self.handle(cmd, {"id": id, **args})
+        except AdminError:
+            if cluster is None:
+                raise
+        holder = _holder(cluster, id)
+        errors = []
+        for node in [holder] if holder else cluster.alive()[1:]:
+            ok, result = await cluster.ask(node, cmd, {"id": id, **args})
+            if ok:
+                return result
+            errors.append(result)
+        gone = [e for e in errors if "did not answer" in e]
+        raise AdminError(gone[0] if gone else f"no session {id!r} on any node of the cluster "
+                         "(give a connection id, full JID or stream id)")  # fmt: skip
 
     def cmd_trace(self, id: str, action: str = "start", secrets: bool | None = None) -> dict:
         """Start (with a snapshot of the machine) or stop tracing one session."""

@@ -74,7 +74,12 @@ class ClusterMember:
         self._drop_if_done = self.client.register_script(DROP_IF_DONE)
         self._confirmer: asyncio.Task | None = None
         self.relay.handlers.update(session=self._on_session, route=self._on_route,
-                                   tell=self._on_tell, hello=self._on_hello)  # fmt: skip
+                                   tell=self._on_tell, hello=self._on_hello, ask=self._on_ask,
+                                   answer=self._on_answer)  # fmt: skip
+        # The admin server answers other nodes' questions (xmppctl from any node): cmd, args ->
+        # a result (or a coroutine of one); an exception's text goes back as the error.
+        self.answer_with: Callable[[str, dict], Any] | None = None
+        self._asks: dict[str, asyncio.Future] = {}
         self.relay.on_undeliverable = self._undeliverable
         self.routes = ClusterRoutes(self)
         liveness = self.liveness
@@ -232,6 +237,57 @@ class ClusterMember:
         await self.client.delete(keys.index(node))
         return gone
 
+    # --- questions to other nodes (xmppctl from any node) ---------------------------------------
+
+    def alive(self) -> list[str]:
+        """This node and every node it relays to (those that said hello or held a lease)."""
+        return [self.node, *sorted(self.relay.peers)]
+
+    def node_of_session(self, jid: JID) -> str | None:
+        entry = self.sessions.get(jid)
+        return entry.node if entry is not None else None
+
+    async def ask(self, node: str, cmd: str, args: dict, timeout: float = 5.0) -> tuple[bool, Any]:
+        """(True, result) or (False, error text) from `node`'s admin server."""
+        if node == self.node:
+            return await self._answer(cmd, args)
+        rid = secrets.token_hex(8)
+        future = asyncio.get_running_loop().create_future()
+        self._asks[rid] = future
+        self.relay.send(node, "ask", [rid, cmd, args], hops=1)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False, f"node {node} did not answer within {timeout:g} s (is it down?)"
+        finally:
+            self._asks.pop(rid, None)
+
+    async def _answer(self, cmd: str, args: dict) -> tuple[bool, Any]:
+        if self.answer_with is None:
+            return False, "this node answers no questions yet"
+        try:
+            result = self.answer_with(cmd, args)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return True, result
+        except Exception as exc:  # noqa: BLE001 - the asker shows what went wrong
+            return False, str(exc)
+
+    def _on_ask(self, source: str, _hops: int, body: list) -> None:
+        rid, cmd, args = body
+
+        async def answer() -> None:
+            ok, result = await self._answer(cmd, args)
+            self.relay.send(source, "answer", [rid, ok, result], hops=1)
+
+        asyncio.get_running_loop().create_task(answer())
+
+    def _on_answer(self, _source: str, _hops: int, body: list) -> None:
+        rid, ok, result = body
+        future = self._asks.get(rid)
+        if future is not None and not future.done():
+            future.set_result((ok, result))
+
     # --- what xmppctl shows ---------------------------------------------------------------------
 
     async def nodes(self) -> list[dict]:
@@ -244,9 +300,10 @@ class ClusterMember:
                 "lease_left_s": round(max(entry["lease_ms"], 0) / 1000, 1),
                 "started": entry.get("started"),
                 "version": entry.get("version"),
-                "sessions": sum(1 for r in self.sessions._by_user.values() for e in r.values()
-                                if e.node == name),
+                "sessions": self.sessions.count_of(name),
+                "relay_backlog": self.relay.backlog() if name == self.node else None,
                 "this": name == self.node,
+                "peer": name in self.relay.peers,  # this node relays to it
             })  # fmt: skip
         return rows
 

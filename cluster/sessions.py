@@ -180,8 +180,9 @@ class ClusterSessions:
         """This node's bound sessions."""
         return len(self._own)
 
-    def cluster_count(self) -> int:
-        return sum(len(r) for r in self._by_user.values())
+    def count_of(self, node: str) -> int:
+        """Bound sessions of `node`, as this node's replica knows them."""
+        return sum(1 for r in self._by_user.values() for e in r.values() if e.node == node)
 
     # --- the replica ------------------------------------------------------------------------
 

@@ -163,7 +163,11 @@ def admin(config: Config, cmd: str, **args: Any) -> Any:
 
 
 def sessions(config: Config, args: argparse.Namespace) -> Any:
-    return admin(config, "sessions", state=args.state, user=args.user)
+    return admin(config, "sessions", state=args.state, user=args.user, node=args.node)
+
+
+def nodes(config: Config, args: argparse.Namespace) -> Any:
+    return admin(config, "nodes")
 
 
 def session(config: Config, args: argparse.Namespace) -> Any:
@@ -171,7 +175,8 @@ def session(config: Config, args: argparse.Namespace) -> Any:
 
 
 def kick(config: Config, args: argparse.Namespace) -> str:
-    return f"kicked {admin(config, 'kick', id=args.id)['kicked']}"
+    answer = admin(config, "kick", id=args.id)
+    return f"kicked {answer['kicked']} on node {answer['node']}"
 
 
 def status(config: Config, args: argparse.Namespace) -> Any:
@@ -224,8 +229,14 @@ COMMANDS = (
         ("sessions",),
         "every connection with its state machine's state",
         sessions,
-        (Arg(("--state",), {"metavar": "S"}), Arg(("--user",), {"metavar": "U"}), JSON),
+        (
+            Arg(("--node",), {"metavar": "N", "help": "only this node's (in a cluster)"}),
+            Arg(("--state",), {"metavar": "S"}),
+            Arg(("--user",), {"metavar": "U"}),
+            JSON,
+        ),
     ),
+    Command(("nodes",), "the nodes of the cluster: lease, sessions, version", nodes, (JSON,)),
     Command(("session",), "one connection with its last transitions", session, (ID, JSON)),
     Command(("kick",), "close a session with a stream error", kick, (ID,)),
     Command(("status",), "the running node in brief", status, (JSON,)),

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-SESSION_COLUMNS = ("id", "state", "jid", "user", "peer", "tls", "sasl", "idle_s", "since")
+SESSION_COLUMNS = (
+    "id", "node", "state", "jid", "user", "peer", "tls", "sasl", "idle_s", "since",
+)  # fmt: skip
+NODE_COLUMNS = ("node", "alive", "lease_left_s", "sessions", "relay_backlog", "version", "up")
 
 
 def render(path: tuple[str, ...], result: Any) -> str:
@@ -18,6 +21,11 @@ def render(path: tuple[str, ...], result: Any) -> str:
             for t in result.get("transitions", [])
         ]
         return head + "\n\n" + table(steps, ("at", "from", "event", "to"))
+    if path == ("nodes",):
+        rows = [{**r, "node": r["node"] + (" (this)" if r.get("this") else ""),
+                 "up": duration(time.time() - r["started"]) if r.get("started") else None}
+                for r in result]  # fmt: skip
+        return table(rows, NODE_COLUMNS)
     if path == ("status",):
         shown = dict(result)
         shown["started"] = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(result["started"]))

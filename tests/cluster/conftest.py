@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.support.cluster import Cluster
+from tests.support.cluster import LEASE, Cluster
 
 # Each test of a shared cluster uses accounts no other test of its module touches (rosters and
 # offline messages live in the shared database).
@@ -32,8 +32,9 @@ def fresh_cluster(tmp_path, redis_server, postgres_server):
     """A cluster of the test's own, for tests that kill, pause or cut off its nodes."""
     made = []
 
-    def make(size: int = 3) -> Cluster:
-        nodes = Cluster(tmp_path / f"c{len(made)}", redis_server, postgres_server, size=size)
+    def make(size: int = 3, lease: float = LEASE) -> Cluster:
+        nodes = Cluster(tmp_path / f"c{len(made)}", redis_server, postgres_server, size=size,
+                        lease=lease)  # fmt: skip
         nodes.add_users(**USERS)
         made.append(nodes)
         return nodes.start()

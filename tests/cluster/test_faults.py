@@ -30,7 +30,7 @@ def test_kill_9_contacts_hear_unavailable_and_messages_go_offline(fresh_cluster,
         assert cluster.indexed("n2") == []
         assert cluster.session_keys() == [] or all(
             b"n2" not in v for k in cluster.session_keys()
-            for v in cluster.redis.client().hvals(k)
+            for v in cluster.redis.client(cluster.db).hvals(k)
         )  # fmt: skip
         alice.send_message(mto="bob@localhost/phone", mbody="are you there?", mtype="chat")
         await asyncio.sleep(0.5)

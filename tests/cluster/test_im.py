@@ -111,7 +111,8 @@ def test_iqs_to_full_jids_across_nodes(cluster, run):
         await asyncio.sleep(0.3)
         reply = await olivia.plugin["xep_0199"].send_ping("peggy@localhost/b", timeout=5)
         assert reply["type"] == "result"
-        answer = await iq(olivia, "get", "<query xmlns='jabber:iq:version'/>", "peggy@localhost/nope")
+        version = "<query xmlns='jabber:iq:version'/>"
+        answer = await iq(olivia, "get", version, "peggy@localhost/nope")
         assert answer.get("type") == "error"
         assert error_condition(answer) == "service-unavailable"
         await close_all(olivia, peggy)

@@ -15,11 +15,15 @@ LEASE = 2.0  # seconds: a dead node is reaped within about LEASE + 1 s
 
 
 class Cluster:
+    made = 0  # clusters made so far: each gets a Redis database of its own (two may run at once)
+
     def __init__(self, tmp: Path, redis: RedisServer, postgres: PostgresServer, size: int = 3,
                  lease: float = LEASE) -> None:  # fmt: skip
         self.redis = redis
-        self.database = postgres.wiped_url()
-        redis.cli("FLUSHALL")
+        self.db = Cluster.made % 16
+        Cluster.made += 1
+        self.database = postgres.new_database()
+        redis.cli("-n", str(self.db), "FLUSHDB")
         self.lease = lease
         self.nodes: list[Server] = [self._make(tmp, i) for i in range(size)]
 
@@ -27,7 +31,7 @@ class Cluster:
         return make_server(tmp / f"n{i + 1}", extra_config=f"""
 [cluster]
 node = "n{i + 1}"
-redis = "{self.redis.url}"
+redis = "{self.redis.url.rsplit("/", 1)[0]}/{self.db}"
 lease = {self.lease}
 """, server=f'storage = "{self.database}"')  # fmt: skip
 
@@ -50,7 +54,8 @@ lease = {self.lease}
         raise AssertionError(f"the nodes did not see each other: {self.state()}")
 
     def alive_seen_by(self, node: Server) -> set[str]:
-        return {row["node"] for row in node.admin("nodes")["result"] if row["alive"]}
+        rows = node.admin("nodes")["result"]
+        return {r["node"] for r in rows if r["alive"] and (r["this"] or r["peer"])}
 
     def running(self) -> list[Server]:
         return [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
@@ -59,13 +64,14 @@ lease = {self.lease}
         return json.dumps({str(n.data_dir): n.admin("nodes") for n in self.running()})
 
     def session_keys(self) -> list[bytes]:
-        return self.redis.client().keys("xmppd:s:*")
+        return self.redis.client(self.db).keys("xmppd:s:*")
 
     def indexed(self, node: str) -> list[list]:
         """What the node's index in Redis lists: [bare, resource, address] per session."""
         import msgpack
 
-        return [msgpack.unpackb(m) for m in self.redis.client().smembers(f"xmppd:n:{{{node}}}:index")]
+        members = self.redis.client(self.db).smembers(f"xmppd:n:{{{node}}}:index")
+        return [msgpack.unpackb(m) for m in members]
 
     def add_users(self, **passwords: str) -> None:
         self.nodes[0].add_users(**passwords)

@@ -73,10 +73,10 @@ class RedisServer:
                                 text=True, timeout=10)  # fmt: skip
         return result.stdout
 
-    def client(self):
+    def client(self, db: int = 0):
         import redis
 
-        return redis.Redis(port=self.port)
+        return redis.Redis(port=self.port, db=db)
 
     def log(self) -> str:
         path = self.dir / "redis.log"
