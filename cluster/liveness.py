@@ -146,6 +146,8 @@ class Liveness:
                 if self.holding and now >= self.grace_until:
                     await self._watch()
             except (RedisError, OSError) as exc:
+                if asyncio.current_task().cancelling():
+                    raise  # stopping: redis-py turned the cancellation into an error
                 log.warning("cluster: Redis unreachable (%s)", exc)
             if self.holding and time.monotonic() - self.last_renewed > self.timing.lease:
                 self._lose("could not renew the lease in time")
@@ -228,6 +230,8 @@ class Liveness:
             finally:
                 await self.client.delete(claim)
         except (RedisError, OSError) as exc:
+            if asyncio.current_task().cancelling():
+                raise  # stopping: redis-py turned the cancellation into an error
             log.warning("cluster: reaping %s failed (%s); another pass will retry", name, exc)
         finally:
             self._reaping.discard(name)

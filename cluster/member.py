@@ -138,6 +138,8 @@ class ClusterMember:
             try:
                 await self.relay.confirm()
             except (RedisError, OSError) as exc:
+                if asyncio.current_task().cancelling():
+                    raise  # stopping: redis-py turned the cancellation into an error
                 log.debug("relay confirmation: %s", exc)
 
     async def _regained(self) -> None:

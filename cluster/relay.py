@@ -79,6 +79,8 @@ class Relay:
                 try:
                     await self._flush(min(len(self._out), BATCH))
                 except (RedisError, OSError) as exc:
+                    if asyncio.current_task().cancelling():
+                        raise  # stopping: redis-py turned the cancellation into an error
                     log.warning("relay: cannot write to Redis (%s); retrying", exc)
                     await asyncio.sleep(0.5)
 
@@ -162,6 +164,8 @@ class Relay:
                 await self.ensure_group()  # Redis restarted empty
                 continue
             except (RedisError, OSError) as exc:
+                if asyncio.current_task().cancelling():
+                    raise  # stopping: redis-py turned the cancellation into an error
                 log.warning("relay: cannot read from Redis (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
@@ -183,6 +187,8 @@ class Relay:
                 await pipe.execute()
                 return
             except (RedisError, OSError) as exc:
+                if asyncio.current_task().cancelling():
+                    raise  # stopping: redis-py turned the cancellation into an error
                 log.warning("relay: cannot acknowledge (%s); retrying", exc)
                 await asyncio.sleep(0.5)
 

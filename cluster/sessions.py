@@ -281,6 +281,8 @@ class ClusterSessions:
                     await call(*args, **kwargs)
                     break
                 except (RedisError, OSError) as exc:
+                    if asyncio.current_task().cancelling():
+                        raise  # stopping: redis-py turned the cancellation into an error
                     log.warning("session store: Redis write failed (%s); retrying", exc)
                     await asyncio.sleep(0.5)
 
