@@ -328,7 +328,7 @@ def _set_presence(host: Host, action: SetPresence) -> None:
 
 def _set_session_info(host: Host, action: SetSessionInfo) -> None:
     host.services.sessions.set_info(action.jid, host.address, action.presence, action.interested,
-                                    action.pres_from)  # fmt: skip
+                                    action.pres_from, action.directed)  # fmt: skip
 
 
 def _stop(host: Host, action: Stop) -> None:

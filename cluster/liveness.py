@@ -60,9 +60,11 @@ class Liveness:
         self._renew = client.register_script(RENEW)
         self._task: asyncio.Task | None = None
         self._reaping: set[str] = set()
+        self._registered: set[str] = set()  # other nodes in the registry at the last look
         # Set by the member: what to do on each change.
         self.on_joined: Callable[[str], None] = lambda _node: None
         self.on_dead: Callable[[str], None] = lambda _node: None
+        self.on_reaped: Callable[[str], Any] = lambda _node: None
         self.reap: Callable[[str], Awaitable[None]] = _nothing
         self.on_lost: Callable[[], None] = lambda: None
         self.on_regained: Callable[[], Awaitable[None]] = _nothing
@@ -204,6 +206,9 @@ class Liveness:
             self.on_dead(name)
         self.alive = alive
         registered = {n.decode() for n in await self.client.hkeys(keys.NODES)} - {self.node}
+        for name in self._registered - registered:
+            self.on_reaped(name)
+        self._registered = registered
         for name in registered - alive - self._reaping:
             self.on_dead(name)
             self._reaping.add(name)

@@ -70,7 +70,7 @@ class ClusterMember:
         # when sessions of a dead node are gone (their contacts are told).
         self.suspend: Callable[[str], None] = lambda _why: None
         self.resume: Callable[[], None] = lambda: None
-        self.lost_sessions: Callable[[list[JID]], None] = lambda _jids: None
+        self.lost_sessions: Callable[[list[SessionEntry]], None] = lambda _entries: None
         self._drop_if_done = self.client.register_script(DROP_IF_DONE)
         self._confirmer: asyncio.Task | None = None
         self.relay.handlers.update(session=self._on_session, route=self._on_route,
@@ -85,6 +85,7 @@ class ClusterMember:
         liveness = self.liveness
         liveness.on_joined = self.relay.peers.add
         liveness.on_dead = self._on_dead
+        liveness.on_reaped = self.sessions.lost  # by another node: what was kept aside goes
         liveness.reap = self.reap
         liveness.on_lost = lambda: self.suspend("this node lost its place in the cluster")
         liveness.on_regained = self._regained
@@ -168,6 +169,7 @@ class ClusterMember:
 
     def _on_hello(self, source: str, _hops: int, _body: list) -> None:
         self.relay.peers.add(source)
+        self.sessions.lost(source)  # it came back: another node reaped its last run
         self.sessions.snapshot_to(source)
 
     def _undeliverable(self, target: str, packet: bytes) -> None:
@@ -197,12 +199,14 @@ class ClusterMember:
         held goes where it can (other resources, offline storage, a bounce), its sessions leave
         Redis, and their contacts hear they left."""
         self._on_dead(node)
+        known = {(e.jid, e.address): e for e in self.sessions.lost(node)}
         rerouted = await self._drain(node)
         gone = await self._unbind_all(node)
         log.warning("cluster: node %s: %d relayed stanzas routed again, %d sessions removed",
                     node, rerouted, len(gone))  # fmt: skip
         if gone:  # (also of this node's previous run: its contacts must hear too)
-            self.lost_sessions(gone)
+            self.lost_sessions([known.get(key) or SessionEntry(key[0], node, key[1])
+                                for key in gone])  # fmt: skip
 
     async def _drain(self, node: str) -> int:
         key = keys.relay(node)
@@ -227,15 +231,16 @@ class ClusterMember:
             if await self._drop_if_done(keys=[key], args=[keys.GROUP]):
                 return count
 
-    async def _unbind_all(self, node: str) -> list[JID]:
+    async def _unbind_all(self, node: str) -> list[tuple[JID, str]]:
+        """Remove the node's sessions from Redis: (full JID, address) of each one removed."""
         members = await self.client.smembers(keys.index(node))
-        gone: list[JID] = []
+        gone: list[tuple[JID, str]] = []
         for member in members:
             bare, resource, address = msgpack.unpackb(member, raw=False)
             removed = await self.sessions._unbind(keys=[keys.sessions(bare)],
                                                   args=[resource, f"{node} {address}"])  # fmt: skip
             if removed:
-                gone.append(JID.parse(f"{bare}/{resource}"))
+                gone.append((JID.parse(bare).with_resource(resource), address))
         await self.client.delete(keys.index(node))
         return gone
 

@@ -69,7 +69,7 @@ def parse_value(raw: bytes | str) -> tuple[int, str, str]:
 def _info(entry: SessionEntry) -> list:
     presence = None if entry.presence is None else etree.tostring(entry.presence)
     return [str(entry.jid), entry.address, entry.available, entry.priority, presence,
-            entry.interested]  # fmt: skip
+            entry.interested, sorted(entry.directed)]  # fmt: skip
 
 
 def index_member(jid: JID, address: str) -> bytes:
@@ -87,6 +87,7 @@ class ClusterSessions:
         self._by_user: dict[JID, dict[str, SessionEntry]] = {}
         self._own: dict[str, SessionEntry] = {}  # address -> this node's bound sessions
         self._binding: dict[str, bool] = {}  # address -> closed while its bind was in flight
+        self._lost: dict[str, list[SessionEntry]] = {}  # dead node -> its sessions
         self._bind = client.register_script(BIND)
         self._unbind = client.register_script(UNBIND)
         self._restore = client.register_script(RESTORE)
@@ -156,17 +157,20 @@ class ClusterSessions:
             self._tell_info(entry)
 
     def set_info(self, jid: JID, address: str, presence: Any = None, interested: bool | None = None,
-                 pres_from: frozenset[str] | None = None) -> None:  # fmt: skip
+                 pres_from: frozenset[str] | None = None,
+                 directed: frozenset[str] | None = None) -> None:  # fmt: skip
         entry = self._own.get(address)
         if entry is None or entry.jid != jid:
             return
         if pres_from is not None:
             entry.pres_from = pres_from  # answers probes here; other nodes ask storage
-        if presence is not None or interested is not None:
+        if presence is not None or interested is not None or directed is not None:
             if presence is not None:
                 entry.presence = presence
             if interested is not None:
                 entry.interested = interested
+            if directed is not None:
+                entry.directed = directed  # the reaper tells them if this node dies
             self._tell_info(entry)
 
     def get(self, jid: JID) -> SessionEntry | None:
@@ -228,13 +232,14 @@ class ClusterSessions:
         self._remove(JID.parse(jid), address, version)
 
     def _on_info(self, _source: str, _hops: int, body: list) -> None:
-        jid, address, available, priority, presence, interested = body
+        jid, address, available, priority, presence, interested, directed = body
         entry = self.get(JID.parse(jid))
         if entry is None or entry.address != address:
             return
         entry.available = available
         entry.priority = priority
         entry.interested = interested
+        entry.directed = frozenset(directed)
         entry.presence = None if presence is None else etree.fromstring(presence, _parser)
 
     def snapshot_to(self, peer: str) -> None:
@@ -244,12 +249,18 @@ class ClusterSessions:
                                             entry.version], hops=1)  # fmt: skip
             self.relay.send(peer, "info", _info(entry), hops=1)
 
-    def forget_node(self, node: str) -> list[SessionEntry]:
-        """A node died: its sessions leave the replica; returns them."""
+    def forget_node(self, node: str) -> None:
+        """A node died: its sessions leave the replica, and are kept aside for its reaper
+        (whom they sent directed presence is known only here)."""
         gone = [e for r in self._by_user.values() for e in r.values() if e.node == node]
         for entry in gone:
             self._remove(entry.jid, entry.address)
-        return gone
+        if gone:
+            self._lost.setdefault(node, []).extend(gone)
+
+    def lost(self, node: str) -> list[SessionEntry]:
+        """What forget_node kept aside of `node` (once)."""
+        return self._lost.pop(node, [])
 
     def own_entries(self) -> list[SessionEntry]:
         return list(self._own.values())

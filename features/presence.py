@@ -105,7 +105,9 @@ def broadcast(presence: etree._Element, data: Any) -> tuple[Any, list]:
     priority = _priority(presence)
     bare = data.jid.bare
     actions: list = [SetPresence(data.jid, available, priority)]
-    actions.append(SetSessionInfo(data.jid, presence=presence if available else None))
+    forget = None if available or not state.directed else frozenset()  # §4.5.2: told, forgotten
+    actions.append(SetSessionInfo(data.jid, presence=presence if available else None,
+                                  directed=forget))  # fmt: skip
     recipients = state.pres_from | (state.directed if not available else frozenset())
     actions += [Route(_to(presence, contact)) for contact in sorted(recipients)]
     actions.append(DeliverToUser(bare, presence, available_only=True))
@@ -148,7 +150,10 @@ def directed(presence: etree._Element, data: Any) -> tuple[Any, list]:
         data = with_im(data, directed=state.directed | {target})
     elif presence.get("type") == "unavailable":
         data = with_im(data, directed=state.directed - {target})
-    return data, [Route(presence)]
+    actions: list = [Route(presence)]
+    if im(data).directed != state.directed:
+        actions.insert(0, SetSessionInfo(data.jid, directed=im(data).directed))
+    return data, actions
 
 
 @hook("session_closed")
@@ -173,18 +178,16 @@ def session_end(data: Any) -> list:
     return actions
 
 
-def lost_session_work(storage: Any, jid: str, stamp: float) -> list:
+def lost_session_work(storage: Any, jid: str, stamp: float, directed: tuple = ()) -> list:
     """A session vanished with its node (the cluster's reaper calls this on the account's
-    lane): contacts subscribed to its presence and its other resources hear it left, and its
-    last activity is recorded, as at a logout. Whom it had sent directed presence to died with
-    the node's memory of it."""
+    lane): contacts subscribed to its presence, whom it sent directed presence and its other
+    resources hear it left, once each, and its last activity is recorded, as at a logout."""
     full = JID.parse(jid)
     gone = etree.Element(PRESENCE, type="unavailable", nsmap={None: ns.CLIENT})
     gone.set("from", jid)
     _, items = storage.rosters.items(full.local, full.domain)
-    actions: list = [
-        Route(_to(gone, item.jid)) for item in items if item.subscription in ("from", "both")
-    ]
+    told = {item.jid for item in items if item.subscription in ("from", "both")} | set(directed)
+    actions: list = [Route(_to(gone, contact)) for contact in sorted(told)]
     actions.append(DeliverToUser(full.bare, gone, available_only=True, except_jid=full))
     storage.last_activity.set(full.local, full.domain, stamp, "")
     return actions

@@ -237,13 +237,15 @@ class QueryDone:
 @dataclass(frozen=True, slots=True)
 class SetSessionInfo:
     """Record what the session manager tells others about this session: its last presence
-    (for probes), whether it asked for the roster (roster pushes go to those only), and the
-    contacts subscribed to its presence (probes of an online account are answered from it)."""
+    (for probes), whether it asked for the roster (roster pushes go to those only), the
+    contacts subscribed to its presence (probes of an online account are answered from it), and
+    whom it sent directed presence (told it left if its node dies)."""
 
     jid: Any
     presence: etree._Element | None = None
     interested: bool | None = None
     pres_from: frozenset[str] | None = None
+    directed: frozenset[str] | None = None
 
 
 def replace(obj: Any, /, **changes: Any) -> Any:

@@ -29,6 +29,7 @@ class SessionEntry:
     interested: bool = False  # asked for the roster: roster pushes go to it
     pres_from: frozenset[str] | None = None  # contacts subscribed to it; None: not known yet
     version: int = 0  # orders binds of one full JID across a cluster (newest wins)
+    directed: frozenset[str] = frozenset()  # whom it sent directed presence
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,8 @@ class SessionManager(Protocol):
     def set_presence(self, jid: JID, address: str, available: bool, priority: int) -> None: ...
 
     def set_info(self, jid: JID, address: str, presence: Any = None, interested: bool | None = None,
-                 pres_from: frozenset[str] | None = None) -> None:  # fmt: skip
+                 pres_from: frozenset[str] | None = None,
+                 directed: frozenset[str] | None = None) -> None:  # fmt: skip
         """Record what others learn of the session (None leaves a field as it is)."""
 
     def get(self, jid: JID) -> SessionEntry | None: ...
@@ -104,10 +106,13 @@ class LocalSessionManager:
             entry.priority = priority
 
     def set_info(self, jid: JID, address: str, presence: Any = None, interested: bool | None = None,
-                 pres_from: frozenset[str] | None = None) -> None:  # fmt: skip
+                 pres_from: frozenset[str] | None = None,
+                 directed: frozenset[str] | None = None) -> None:  # fmt: skip
         entry = self._own(jid, address)
         if entry is None:
             return
+        if directed is not None:
+            entry.directed = directed
         if presence is not None:
             entry.presence = presence
         if interested is not None:

@@ -151,11 +151,12 @@ def join_cluster(node: Node, member: Any) -> None:
     from features.presence import lost_session_work
     from routing.actions import Work
 
-    def lost_sessions(jids: list) -> None:
+    def lost_sessions(entries: list) -> None:
         now = time.time()
-        node.router.perform(
-            [Work(str(jid.bare), lost_session_work, (str(jid), now)) for jid in jids]
-        )
+        node.router.perform([
+            Work(str(e.jid.bare), lost_session_work, (str(e.jid), now, tuple(e.directed)))
+            for e in entries
+        ])  # fmt: skip
 
     member.attach(node.router, node)
     member.suspend = node.suspend

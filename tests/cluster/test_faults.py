@@ -8,7 +8,14 @@ import json
 import signal
 import time
 
-from tests.support.im import befriend_both, close_all, message, online, presence
+from tests.support.im import (
+    befriend_both,
+    close_all,
+    message,
+    online,
+    presence,
+    send_presence,
+)
 
 BOUND = 15.0  # seconds: the documented bound for contacts to hear a dead node's users left
 
@@ -20,13 +27,20 @@ def test_kill_9_contacts_hear_unavailable_and_messages_go_offline(fresh_cluster,
     async def scenario():
         alice = await online(n1, "alice", "desk")
         bob = await online(n2, "bob", "phone")
+        carol = await online(n3, "carol", "tablet")  # no subscription: directed presence only
         await befriend_both(alice, bob)
+        send_presence(bob, to="carol@localhost/tablet", status="just for you")
+        await carol.inbox.expect(presence("available", "bob@localhost/phone", "just for you"))
+        await asyncio.sleep(0.3)  # what bob's session knows reaches the other nodes
         cluster.kill(1)  # bob's node
         started = time.monotonic()
         await alice.inbox.expect(presence("unavailable", "bob@localhost/phone"),
                                  "bob's contacts hear he left", timeout=BOUND)  # fmt: skip
+        await carol.inbox.expect(presence("unavailable", "bob@localhost/phone"),
+                                 "whom he sent presence hears", timeout=BOUND)  # fmt: skip
         took = time.monotonic() - started
         assert took < BOUND
+        await alice.inbox.expect_none(presence("unavailable", "bob@localhost/phone"), "once")
         # Nothing of n2 is left in Redis, and a message to bob is kept for him.
         assert cluster.indexed("n2") == []
         assert cluster.session_keys() == [] or all(
@@ -37,7 +51,7 @@ def test_kill_9_contacts_hear_unavailable_and_messages_go_offline(fresh_cluster,
         await asyncio.sleep(0.5)
         back = await online(n3, "bob", "phone")
         await back.inbox.expect(message("are you there?"), "kept offline, delivered on n3")
-        await close_all(alice, back)
+        await close_all(alice, back, carol)
 
     run(scenario())
 
