@@ -403,6 +403,17 @@ def main(argv: list[str] | None = None) -> None:
     prof.add_argument("--generator-core", type=int, default=1)
     prof.add_argument("--out", default=str(BENCH / "results"))
     prof.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "xmppd-bench-cache"))
+    clustered = sub.add_parser("cluster", help="what clustering costs (bench/cluster.py)")
+    clustered.add_argument("--duration", type=float, default=10.0)
+    clustered.add_argument("--pairs", type=int, default=50)
+    clustered.add_argument("--window", type=int, default=50)
+    clustered.add_argument("--login-concurrency", type=int, default=50)
+    clustered.add_argument("--login-accounts", type=int, default=500)
+    clustered.add_argument("--server-core", type=int, default=0)
+    clustered.add_argument("--generator-core", type=int, default=1)
+    clustered.add_argument("--out", default=str(BENCH / "results" / "cluster"))
+    clustered.set_defaults(idle=[], roster_users=0, roster_contacts=0, roster_rounds=0,
+                           big_roster=0, cache=str(Path(tempfile.gettempdir())))  # fmt: skip
     table = sub.add_parser("table", help="print the Markdown table of a result file")
     table.add_argument("file")
     medians = sub.add_parser(
@@ -412,6 +423,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "table":
         print(markdown(json.loads(Path(args.file).read_text())))
+        return
+    if args.command == "cluster":
+        from bench.cluster import run as run_cluster
+
+        run_cluster(args)
         return
     if args.command == "medians":
         from bench.medians import markdown as medians_table

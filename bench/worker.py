@@ -232,9 +232,11 @@ async def flood(job: dict) -> dict:
 
     async def connect(index: int, role: str):
         user, password = users[index]
+        # Receivers (odd indices) may be on another node of a cluster than the senders.
+        port = job.get("receiver_port", job["port"]) if index % 2 else job["port"]
         async with sem:
             return await login(
-                job["host"], job["port"], job["domain"], user, password, "SCRAM-SHA-1",
+                job["host"], port, job["domain"], user, password, "SCRAM-SHA-1",
                 resource=role, context=context, local_addr=next(sources), presence=True,
             )  # fmt: skip
 

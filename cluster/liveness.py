@@ -215,15 +215,14 @@ class Liveness:
             asyncio.get_running_loop().create_task(self._reap_if_mine(name))
 
     async def _reap_if_mine(self, name: str, wait: bool = False) -> None:
-        """Reap `name` if this node wins its reaper key (or, with `wait`, once it can)."""
+        """Reap `name` if this node wins its reaper lock (or, with `wait`, once it can): a
+        lock with a lease, so a reaper that dies frees it for the next."""
         self._reaping.add(name)
+        lock = self.client.lock(keys.reaping(name), timeout=self.timing.reap_lease,
+                                blocking=wait, thread_local=False)  # fmt: skip
         try:
-            claim = keys.reaping(name)
-            while not await self.client.set(claim, self.boot, nx=True,
-                                            px=int(self.timing.reap_lease * 1000)):  # fmt: skip
-                if not wait:
-                    return
-                await asyncio.sleep(0.25)
+            if not await lock.acquire():
+                return
             try:
                 if name != self.node and await self.client.exists(keys.lease(name)):
                     return  # it came back
@@ -233,10 +232,8 @@ class Liveness:
                     await self.client.hdel(keys.NODES, name)
                 log.warning("cluster: reaped node %s in %.2f s", name, time.monotonic() - started)
             finally:
-                await self.client.delete(claim)
+                await lock.release()
         except (RedisError, OSError) as exc:
-            if asyncio.current_task().cancelling():
-                raise  # stopping: redis-py turned the cancellation into an error
             log.warning("cluster: reaping %s failed (%s); another pass will retry", name, exc)
         finally:
             self._reaping.discard(name)
