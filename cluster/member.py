@@ -17,7 +17,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from cluster import keys
 from cluster.liveness import Liveness, Timing
-from cluster.relay import BATCH, MAX_HOPS, Relay
+from cluster.relay import BATCH, MAX_HOPS, Relay, packets_of
 from cluster.sessions import ClusterSessions
 from routing.sessions import SessionEntry
 from xmpp.jid import JID
@@ -228,8 +228,9 @@ class ClusterMember:
                 entries = []
             if entries:
                 for _entry_id, fields in entries:
-                    self._reroute(fields[b"p"])
-                    count += 1
+                    for packet in packets_of(fields):
+                        self._reroute(packet)
+                        count += 1
                 await self.client.xack(key, keys.GROUP, *[i for i, _ in entries])
                 continue
             if await self._drop_if_done(keys=[key], args=[keys.GROUP]):

@@ -46,7 +46,7 @@ class Relay:
         self.on_undeliverable: Callable[[str, bytes], None] = lambda _target, _packet: None
         self._out: deque[tuple[str, bytes]] = deque()
         self._seq: dict[str, int] = {}
-        self._unconfirmed: dict[str, deque[tuple[tuple[int, int], bytes]]] = {}
+        self._unconfirmed: dict[str, deque[tuple[tuple[int, int], list[bytes]]]] = {}
         self._seen: dict[tuple[str, str], int] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -69,7 +69,8 @@ class Relay:
 
     def backlog(self) -> int:
         """Packets sent but not yet confirmed handled by their receivers (or not yet written)."""
-        return len(self._out) + sum(len(q) for q in self._unconfirmed.values())
+        unconfirmed = sum(len(ps) for q in self._unconfirmed.values() for _, ps in q)
+        return len(self._out) + unconfirmed
 
     async def _flush_forever(self) -> None:
         while True:
@@ -85,23 +86,29 @@ class Relay:
                     await asyncio.sleep(0.5)
 
     async def _flush(self, count: int) -> None:
-        batch = [self._out[i] for i in range(count)]
+        """Write up to `count` queued packets: one stream entry per target, holding all of
+        that target's packets in order (one XADD, not one per stanza)."""
+        groups: dict[str, list[bytes]] = {}
+        for i in range(count):
+            target, packet = self._out[i]
+            groups.setdefault(target, []).append(packet)
         pipe = self.client.pipeline(transaction=False)
-        for target, packet in batch:
+        for target, packets in groups.items():
             # NOMKSTREAM: a stream that is gone belongs to a node that was reaped; its packets
             # must not wait in a stream nobody will read.
-            pipe.xadd(keys.relay(target), {b"p": packet}, nomkstream=True)
+            pipe.xadd(keys.relay(target), {b"b": msgpack.packb(packets)}, nomkstream=True)
         ids = await pipe.execute()
         for _ in range(count):
             self._out.popleft()
         retry = []
-        for (target, packet), raw in zip(batch, ids, strict=True):
+        for (target, packets), raw in zip(groups.items(), ids, strict=True):
             if raw is not None:
-                self._unconfirmed.setdefault(target, deque()).append((stream_id(raw), packet))
+                self._unconfirmed.setdefault(target, deque()).append((stream_id(raw), packets))
             elif target in self.peers:
-                retry.append((target, packet))  # Redis restarted: its node makes it again
+                retry += [(target, p) for p in packets]  # Redis restarted: its node makes it again
             else:
-                self.on_undeliverable(target, packet)
+                for packet in packets:
+                    self.on_undeliverable(target, packet)
         if retry:
             self._out.extendleft(reversed(retry))
             await asyncio.sleep(0.2)
@@ -136,7 +143,7 @@ class Relay:
 
     def resend_all(self) -> None:
         """Redis came back empty: everything not yet confirmed goes again, first, in order."""
-        again = [(t, p) for t, q in self._unconfirmed.items() for _, p in q]
+        again = [(t, p) for t, q in self._unconfirmed.items() for _, ps in q for p in ps]
         self._unconfirmed.clear()
         self._out.extendleft(reversed(again))
         self._wake.set()
@@ -175,7 +182,8 @@ class Relay:
                 continue
             ids = [entry_id for entry_id, _ in entries]
             for _entry_id, fields in entries:
-                self.take(fields[b"p"])
+                for packet in packets_of(fields):
+                    self.take(packet)
             await self._acknowledge(ids)
 
     async def _acknowledge(self, ids: list) -> None:
@@ -236,6 +244,11 @@ class Relay:
     def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+
+
+def packets_of(fields: dict) -> list[bytes]:
+    """The packets one stream entry holds, in order."""
+    return msgpack.unpackb(fields[b"b"])
 
 
 def _before(entry: tuple[int, int]) -> tuple[int, int]:

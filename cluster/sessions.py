@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -91,7 +92,9 @@ class ClusterSessions:
         self._bind = client.register_script(BIND)
         self._unbind = client.register_script(UNBIND)
         self._restore = client.register_script(RESTORE)
-        self._writes: asyncio.Queue | None = None
+        self._ops: deque = deque()  # (add to pipeline, commands, done, retry on failure)
+        self._wake = asyncio.Event()
+        self._in_flight = 0
         self._writer: asyncio.Task | None = None
         relay.handlers.update(bound=self._on_bound, unbound=self._on_unbound, info=self._on_info)
 
@@ -100,24 +103,27 @@ class ClusterSessions:
     def open(self, jid: JID, node: str, address: str, max_sessions: int,
              answer: Callable[[Opened], None]) -> None:  # fmt: skip
         self._binding[address] = False
-        asyncio.get_running_loop().create_task(self._open(jid, address, max_sessions, answer))
-
-    async def _open(self, jid: JID, address: str, max_sessions: int,
-                    answer: Callable[[Opened], None]) -> None:  # fmt: skip
         bare = str(jid.bare)
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            value = f"{self.node} {address}"
+        value = f"{self.node} {address}"
+
+        async def add(pipe: Any) -> None:
             await self._bind(keys=[keys.sessions(bare)], args=[jid.resource, value, max_sessions],
                              client=pipe)  # fmt: skip
             pipe.sadd(keys.index(self.node), index_member(jid, address))
-            (bound, version, old), _ = await pipe.execute()
-        except (RedisError, OSError, ValueError) as exc:
-            log.error("binding %s: Redis failed: %s", jid, exc)
-            self._binding.pop(address, None)
+
+        def done(results: Any) -> None:
+            self._opened(jid, address, results, answer)
+
+        self._queue(add, 2, done, retry=False)
+
+    def _opened(self, jid: JID, address: str, results: Any,
+                answer: Callable[[Opened], None]) -> None:  # fmt: skip
+        closed = self._binding.pop(address, False)
+        if isinstance(results, BaseException):
+            log.error("binding %s: Redis failed: %s", jid, results)
             answer(Opened(jid, error="internal-server-error"))
             return
-        closed = self._binding.pop(address, False)
+        (bound, version, old), _ = results
         if not bound:
             self._write(self.client.srem, keys.index(self.node), index_member(jid, address))
             answer(Opened(jid, error="resource-constraint"))
@@ -276,30 +282,58 @@ class ClusterSessions:
         await pipe.execute()
         log.warning("Redis lost its data: wrote %d sessions of this node back", len(self._own))
 
-    # --- writes that need no answer, in order -------------------------------------------------
+    # --- Redis, in order, many operations to a pipeline -------------------------------------------
 
     def _write(self, call: Callable, *args: Any, **kwargs: Any) -> None:
-        if self._writes is None:
-            self._writes = asyncio.Queue()
+        """A write that needs no answer; retried until Redis takes it."""
+
+        async def add(pipe: Any) -> None:
+            if call is self._unbind:
+                await call(*args, client=pipe, **kwargs)
+            else:
+                getattr(pipe, call.__name__)(*args, **kwargs)
+
+        self._queue(add, 1, lambda _results: None, retry=True)
+
+    def _queue(self, add: Callable, commands: int, done: Callable[[Any], None],
+               retry: bool) -> None:  # fmt: skip
+        self._ops.append((add, commands, done, retry))
+        if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_forever())
-        self._writes.put_nowait((call, args, kwargs))
+        self._wake.set()
 
     async def _write_forever(self) -> None:
         while True:
-            call, args, kwargs = await self._writes.get()
-            while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._ops:
+                batch = [self._ops.popleft() for _ in range(min(len(self._ops), 500))]
+                self._in_flight = len(batch)
                 try:
-                    await call(*args, **kwargs)
-                    break
+                    pipe = self.client.pipeline(transaction=False)
+                    for add, _commands, _done, _retry in batch:
+                        await add(pipe)
+                    results = await pipe.execute()
                 except (RedisError, OSError) as exc:
                     if asyncio.current_task().cancelling():
                         raise  # stopping: redis-py turned the cancellation into an error
-                    log.warning("session store: Redis write failed (%s); retrying", exc)
+                    log.warning("session store: Redis failed (%s); retrying writes", exc)
+                    for _add, _commands, done, retry in batch:
+                        if not retry:
+                            done(exc)  # a bind answers at once: the client is waiting
+                    self._ops.extendleft(reversed([op for op in batch if op[3]]))
                     await asyncio.sleep(0.5)
+                    continue
+                finally:
+                    self._in_flight = 0
+                at = 0
+                for _add, commands, done, _retry in batch:
+                    done(results[at : at + commands])
+                    at += commands
 
     async def flush(self, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
-        while self._writes is not None and not self._writes.empty():
+        while self._ops or self._in_flight:
             if asyncio.get_running_loop().time() > deadline:
                 return
             await asyncio.sleep(0.02)
