@@ -2,7 +2,7 @@
 
 - the message flood on one node (in-process session manager) and on a two-node cluster with
   both users of each pair on one node, and with senders on one node and receivers on the other:
-  msgs/s, p50/p99 and server CPU per message (summed over the nodes);
+  msgs/s, p50/p99 and server CPU per message (summed over the nodes and Redis);
 - whole client sessions (STARTTLS, SCRAM-SHA-1, bind, roster, presence, logout) on one node and
   on a clustered node (Redis session manager), both on PostgreSQL;
 - bytes of Redis memory per bound session;
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -46,16 +47,20 @@ class Node(Xmppd):
 
 
 class Together:
-    """Several nodes measured as one server: their CPU summed."""
+    """Several nodes and their Redis measured as one server: their CPU summed."""
 
-    def __init__(self, *nodes: Node) -> None:
+    def __init__(self, *nodes: Node, redis_pid: int) -> None:
         self.nodes = nodes
-        self.name = "+".join(n.name for n in nodes)
+        self.name = "+".join(n.name for n in nodes) + "+redis"
         self.port = nodes[0].port
         self.proc = nodes[0].proc
+        self.redis_pid = redis_pid
 
     def cpu_seconds(self) -> float:
-        return sum(n.cpu_seconds() for n in self.nodes)
+        with open(f"/proc/{self.redis_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        redis = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return redis + sum(n.cpu_seconds() for n in self.nodes)
 
     def log_tail(self) -> str:
         return "\n".join(n.log_tail() for n in self.nodes)
@@ -109,10 +114,10 @@ def run(args: argparse.Namespace) -> None:
                 fn(single)
             with running(n1, n2):
                 bench.log(f"cluster, one node's users: {label}")
-                fn(Together(n1, n2))
+                fn(Together(n1, n2, redis_pid=redis.proc.pid))
                 if label == "flood":
                     bench.log("cluster, senders on n1 and receivers on n2: flood")
-                    flood(Together(n1, n2), receiver_port=n2.port)
+                    flood(Together(n1, n2, redis_pid=redis.proc.pid), receiver_port=n2.port)
         bench.add("redis", {"scenario": "redis-bytes-per-session",
                             **asyncio.run(redis_bytes(redis.url, 10_000))})  # fmt: skip
         bench.log("kill -9 to the contact's unavailable")

@@ -147,6 +147,9 @@ class ClusterMember:
 
     async def _regained(self) -> None:
         await self.relay.ensure_group()
+        self.sessions.forget_others()
+        self.routes.forget_others()
+        await self.routes.load()
         self.relay.peers = set(self.liveness.alive)
         self.relay.broadcast("hello", [])
         self.resume()
@@ -386,6 +389,9 @@ class ClusterRoutes:
     def forget_node(self, node: str) -> None:
         for address in [a for a, n in self._owners.items() if n == node]:
             del self._owners[address]
+
+    def forget_others(self) -> None:
+        self._owners = {a: n for a, n in self._owners.items() if n == self.member.node}
 
     def _on_routed(self, _source: str, _hops: int, body: list) -> None:
         address, node = body

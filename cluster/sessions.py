@@ -264,6 +264,13 @@ class ClusterSessions:
         if gone:
             self._lost.setdefault(node, []).extend(gone)
 
+    def forget_others(self) -> None:
+        """This node was cut off and rejoins: what it knew of the other nodes' sessions may be
+        stale (their news did not reach it meanwhile); their snapshots answer its hello."""
+        for node in {e.node for r in self._by_user.values() for e in r.values()} - {self.node}:
+            self.forget_node(node)
+            self._lost.pop(node, None)
+
     def lost(self, node: str) -> list[SessionEntry]:
         """What forget_node kept aside of `node` (once)."""
         return self._lost.pop(node, [])
