@@ -28,6 +28,14 @@ return 0
 """
 
 
+UNFENCE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+REAPING = b"reaping"  # a dead node's lease while a survivor reaps it
+
+
 class NameTaken(Exception):
     """Another live node has this node's name."""
 
@@ -58,9 +66,11 @@ class Liveness:
         self.run_id: str | None = None
         self.grace_until = 0.0  # no node is taken for dead before this (after a Redis restart)
         self._renew = client.register_script(RENEW)
+        self._unfence = client.register_script(UNFENCE)
         self._task: asyncio.Task | None = None
         self._reaping: set[str] = set()
         self._registered: set[str] = set()  # other nodes in the registry at the last look
+        self._tasks: set[asyncio.Task] = set()
         # Set by the member: what to do on each change.
         self.on_joined: Callable[[str], None] = lambda _node: None
         self.on_dead: Callable[[str], None] = lambda _node: None
@@ -68,7 +78,7 @@ class Liveness:
         self.reap: Callable[[str], Awaitable[None]] = _nothing
         self.on_lost: Callable[[], None] = lambda: None
         self.on_regained: Callable[[], Awaitable[None]] = _nothing
-        self.on_redis_emptied: Callable[[], Awaitable[None]] = _nothing
+        self.on_redis_emptied: Callable[[str], Awaitable[None]] = _nothing
 
     # --- joining ----------------------------------------------------------------------------
 
@@ -81,6 +91,10 @@ class Liveness:
         while not await self.client.set(lease_key, self.boot, nx=True,
                                          px=int(self.timing.lease * 1000)):  # fmt: skip
             ttl = await self.client.pttl(lease_key)
+            if await self.client.get(lease_key) == REAPING:
+                deadline = time.monotonic() + self.timing.lease + 2 * self.timing.renew
+                await asyncio.sleep(0.25)  # a survivor is reaping this node's previous run
+                continue
             if last_ttl is not None and ttl > last_ttl + 200 or time.monotonic() > deadline:
                 raise NameTaken(f"another live node is named {self.node!r} (its lease in Redis "
                                 "keeps being renewed); give this node another [cluster] node name")
@@ -139,14 +153,18 @@ class Liveness:
         next_renew = 0.0
         while True:
             now = time.monotonic()
+            # A Redis that does not answer must not hold the node past its lease.
+            limit = max(0.2, self.timing.renew)
             try:
-                if self.holding and await self._redis_restarted():
+                if self.holding and await asyncio.wait_for(self._redis_restarted(), limit):
                     next_renew = now + self.timing.renew
                 elif now >= next_renew:
-                    await self._keep_lease()
+                    await asyncio.wait_for(self._keep_lease(), limit)
                     next_renew = now + self.timing.renew
                 if self.holding and now >= self.grace_until:
-                    await self._watch()
+                    await asyncio.wait_for(self._watch(), limit)
+            except TimeoutError:
+                log.warning("cluster: Redis did not answer within %.1f s", limit)
             except (RedisError, OSError) as exc:
                 if asyncio.current_task().cancelling():
                     raise  # stopping: redis-py turned the cancellation into an error
@@ -159,24 +177,29 @@ class Liveness:
         """Redis came back without our keys (a new run id): write this node back, and give the
         other nodes a lease's time to do the same before taking any of them for dead."""
         info = await self.client.info("server")
-        if info.get("run_id") == self.run_id:
+        run_id = info.get("run_id")
+        if run_id == self.run_id:
             return False
-        self.run_id = info.get("run_id")
         log.warning("cluster: Redis restarted (new run id); writing this node back")
+        asked = time.monotonic()
         await self.client.set(keys.lease(self.node), self.boot, px=int(self.timing.lease * 1000))
-        self.last_renewed = time.monotonic()
-        self.grace_until = self.last_renewed + self.timing.lease
+        self.last_renewed = asked
+        self.grace_until = asked + self.timing.lease
+        before = self.alive
         await self.register()
-        await self.on_redis_emptied()
+        self.alive |= before  # who does not write itself back within the grace is dead
+        await self.on_redis_emptied(run_id)
+        self.run_id = run_id  # only now: a failure above is retried on the next pass
         return True
 
     async def _keep_lease(self) -> None:
         if not self.holding:
+            asked = time.monotonic()
             if await self.client.set(keys.lease(self.node), self.boot, nx=True,
                                      px=int(self.timing.lease * 1000)):  # fmt: skip
                 log.warning("cluster: holding the lease again; serving")
                 self.holding = True
-                self.last_renewed = time.monotonic()
+                self.last_renewed = asked
                 await self.register()
                 await self.on_regained()
             return
@@ -184,11 +207,19 @@ class Liveness:
             # Paused or cut off past the lease: the others may have reaped this node already.
             self._lose("the lease expired (the node was paused or cut off from Redis)")
             return
+        asked = time.monotonic()  # the lease runs from when Redis was asked, not answered
         if not await self._renew(keys=[keys.lease(self.node)],
                                  args=[self.boot, int(self.timing.lease * 1000)]):  # fmt: skip
             self._lose("the lease is gone from Redis")
             return
-        self.last_renewed = time.monotonic()
+        self.last_renewed = asked
+
+    def fresh(self) -> bool:
+        """Whether this node holds a lease the others cannot yet have given up on."""
+        return self.holding and time.monotonic() - self.last_renewed < 0.9 * self.timing.lease
+
+    def lose(self, why: str) -> None:
+        self._lose(why)
 
     def _lose(self, why: str) -> None:
         if not self.holding:
@@ -199,6 +230,9 @@ class Liveness:
 
     async def _watch(self) -> None:
         alive = await self.live_nodes()
+        # Alive before Redis restarted, and not back: no registry entry tells of them now.
+        gone_before = self.alive - alive if self.grace_until else set()
+        self.grace_until = 0.0
         for name in alive - self.alive:
             self.on_joined(name)
         for name in self.alive - alive:  # left cleanly, or its lease expired
@@ -206,17 +240,20 @@ class Liveness:
             self.on_dead(name)
         self.alive = alive
         registered = {n.decode() for n in await self.client.hkeys(keys.NODES)} - {self.node}
-        for name in self._registered - registered:
+        for name in self._registered - registered - gone_before:
             self.on_reaped(name)
         self._registered = registered
-        for name in registered - alive - self._reaping:
+        for name in (registered | gone_before) - alive - self._reaping:
             self.on_dead(name)
             self._reaping.add(name)
-            asyncio.get_running_loop().create_task(self._reap_if_mine(name))
+            task = asyncio.get_running_loop().create_task(self._reap_if_mine(name))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _reap_if_mine(self, name: str, wait: bool = False) -> None:
         """Reap `name` if this node wins its reaper lock (or, with `wait`, once it can): a
-        lock with a lease, so a reaper that dies frees it for the next."""
+        lock with a lease, so a reaper that dies frees it for the next. The dead node's lease
+        key holds a placeholder meanwhile, so that it cannot come back half-reaped."""
         self._reaping.add(name)
         lock = self.client.lock(keys.reaping(name), timeout=self.timing.reap_lease,
                                 blocking=wait, thread_local=False)  # fmt: skip
@@ -224,12 +261,15 @@ class Liveness:
             if not await lock.acquire():
                 return
             try:
-                if name != self.node and await self.client.exists(keys.lease(name)):
+                fenced = name == self.node or await self.client.set(
+                    keys.lease(name), REAPING, nx=True, px=int(self.timing.reap_lease * 1000))
+                if not fenced:
                     return  # it came back
                 started = time.monotonic()
                 await self.reap(name)
                 if name != self.node:
                     await self.client.hdel(keys.NODES, name)
+                    await self._unfence(keys=[keys.lease(name)], args=[REAPING])
                 log.warning("cluster: reaped node %s in %.2f s", name, time.monotonic() - started)
             finally:
                 await lock.release()

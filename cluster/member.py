@@ -75,13 +75,17 @@ class ClusterMember:
         self._confirmer: asyncio.Task | None = None
         self.relay.handlers.update(session=self._on_session, route=self._on_route,
                                    tell=self._on_tell, hello=self._on_hello, ask=self._on_ask,
-                                   answer=self._on_answer)  # fmt: skip
+                                   answer=self._on_answer, synced=self._on_synced)  # fmt: skip
+        self._waiting_for: set[str] = set()  # peers whose snapshot has not come yet
+        self._synced = asyncio.Event()
         # The admin server answers other nodes' questions (xmppctl from any node): cmd, args ->
         # a result (or a coroutine of one); an exception's text goes back as the error.
         self.answer_with: Callable[[str, dict], Any] | None = None
         self._asks: dict[str, asyncio.Future] = {}
+        self._tasks: set[asyncio.Task] = set()
         self.relay.on_undeliverable = self._undeliverable
         self.routes = ClusterRoutes(self)
+        self.sessions.displaced = self._displaced
         liveness = self.liveness
         liveness.on_joined = self.relay.peers.add
         liveness.on_dead = self._on_dead
@@ -106,9 +110,12 @@ class ClusterMember:
         await self.liveness.join()
         await self.relay.ensure_group()
         await self.routes.load()
+        self.relay.run_id = self.liveness.run_id
+        self.relay.may_take = self.liveness.fresh
+        self.relay.on_stale = lambda: self.liveness.lose("the lease went stale while reading")
         self.relay.peers = set(self.liveness.alive)
         self.relay.start()
-        self.relay.broadcast("hello", [])
+        await self._hello()
         self.liveness.start()
         self._confirmer = asyncio.get_running_loop().create_task(self._confirm_forever())
         log.info("joined the cluster as %s (boot %s); other live nodes: %s", self.node, self.boot,
@@ -117,17 +124,17 @@ class ClusterMember:
     async def leave(self) -> None:
         """After the node closed its sessions: what was relayed to them is routed again from
         here, their entries leave Redis, and nothing is left for a reaper."""
-        self.liveness.stop()
         if self._confirmer is not None:
             self._confirmer.cancel()
         try:
             await self.sessions.flush(3.0)
-            self.relay.stop_reading()
+            await self.relay.stop_reading()
             self.relay.peers.clear()  # nobody needs news of sessions that are gone
             await self._drain(self.node)
             await self._unbind_all(self.node)
             await self.routes.release_node(self.node)
             await self.relay.drain(3.0)
+            self.liveness.stop()  # (renewing until here: no survivor reaps a node leaving)
             await self.liveness.leave()
         except (RedisError, OSError) as exc:
             log.warning("leaving the cluster: %s (the others will reap this node)", exc)
@@ -151,12 +158,14 @@ class ClusterMember:
         self.routes.forget_others()
         await self.routes.load()
         self.relay.peers = set(self.liveness.alive)
-        self.relay.broadcast("hello", [])
+        await self._hello()
         self.resume()
 
-    async def _redis_emptied(self) -> None:
+    async def _redis_emptied(self, run_id: str) -> None:
         await self.relay.ensure_group()
         await self.sessions.restore()
+        await self.routes.restore()
+        self.relay.run_id = run_id
         self.relay.resend_all()
 
     # --- packets from other nodes -------------------------------------------------------------
@@ -172,17 +181,44 @@ class ClusterMember:
         address, event, args = body
         self.local.tell_named(address, event, tuple(args))
 
+    def _displaced(self, address: str) -> None:
+        """A newer bind elsewhere took the full JID of this node's session at `address`."""
+        if self.local is not None:
+            self.local.tell_named(address, "SessionReplaced", ())
+
+    async def _hello(self, timeout: float = 3.0) -> None:
+        """Tell every other node this node is here, and wait (a while) for their snapshots of
+        their sessions: a node that routed before it knew them would store messages offline
+        for users who are online."""
+        self._waiting_for = set(self.relay.peers)
+        self._synced.clear()
+        self.relay.broadcast("hello", [])
+        if self._waiting_for:
+            try:
+                await asyncio.wait_for(self._synced.wait(), timeout)
+            except TimeoutError:
+                log.warning("cluster: no snapshot from %s within %g s; serving anyway",
+                            ", ".join(sorted(self._waiting_for)), timeout)  # fmt: skip
+
     def _on_hello(self, source: str, _hops: int, _body: list) -> None:
         self.relay.peers.add(source)
         self.sessions.lost(source)  # it came back: another node reaped its last run
         self.sessions.snapshot_to(source)
+        self.relay.send(source, "synced", [], hops=1)
+
+    def _on_synced(self, source: str, _hops: int, _body: list) -> None:
+        self._waiting_for.discard(source)
+        if not self._waiting_for:
+            self._synced.set()
 
     def _undeliverable(self, target: str, packet: bytes) -> None:
         """A packet for a node whose stream is gone (reaped): route what it carried from here."""
         self._on_dead(target)
         self._reroute(packet)
 
-    def _reroute(self, packet: bytes) -> None:
+    def _reroute(self, packet: bytes, own: bool = False) -> None:
+        if own and self.relay.seen_before(packet):
+            return  # handed on already; only its acknowledgement was missing
         _source, _boot, _seq, hops, kind, body = msgpack.unpackb(packet, raw=False)
         if kind not in ("session", "route"):
             return  # session news and events for a dead node's sessions have no one to reach
@@ -211,9 +247,10 @@ class ClusterMember:
         await self.routes.release_node(node)
         log.warning("cluster: node %s: %d relayed stanzas routed again, %d sessions removed",
                     node, rerouted, len(gone))  # fmt: skip
-        if gone:  # (also of this node's previous run: its contacts must hear too)
-            self.lost_sessions([known.get(key) or SessionEntry(key[0], node, key[1])
-                                for key in gone])  # fmt: skip
+        for key in gone:  # (also of this node's previous run: its contacts must hear too)
+            known.setdefault(key, SessionEntry(key[0], node, key[1]))
+        if known:
+            self.lost_sessions(list(known.values()))
 
     async def _drain(self, node: str) -> int:
         key = keys.relay(node)
@@ -232,7 +269,7 @@ class ClusterMember:
             if entries:
                 for _entry_id, fields in entries:
                     for packet in packets_of(fields):
-                        self._reroute(packet)
+                        self._reroute(packet, own=node == self.node)
                         count += 1
                 await self.client.xack(key, keys.GROUP, *[i for i, _ in entries])
                 continue
@@ -241,16 +278,18 @@ class ClusterMember:
 
     async def _unbind_all(self, node: str) -> list[tuple[JID, str]]:
         """Remove the node's sessions from Redis: (full JID, address) of each one removed."""
-        members = await self.client.smembers(keys.index(node))
-        gone: list[tuple[JID, str]] = []
-        for member in members:
-            bare, resource, address = msgpack.unpackb(member, raw=False)
-            removed = await self.sessions._unbind(keys=[keys.sessions(bare)],
-                                                  args=[resource, f"{node} {address}"])  # fmt: skip
-            if removed:
-                gone.append((JID.parse(bare).with_resource(resource), address))
+        members = [msgpack.unpackb(m, raw=False)
+                   for m in await self.client.smembers(keys.index(node))]  # fmt: skip
+        pipe = self.client.pipeline(transaction=False)
+        for bare, resource, address in members:
+            value = f"{node} {address}"
+            await self.sessions._unbind(keys=[keys.sessions(bare)], args=[resource, value],
+                                        client=pipe)  # fmt: skip
+        removed = await pipe.execute() if members else []
         await self.client.delete(keys.index(node))
-        return gone
+        return [(JID.parse(bare).with_resource(resource), address)
+                for (bare, resource, address), done in zip(members, removed, strict=True)
+                if done]  # fmt: skip
 
     # --- questions to other nodes (xmppctl from any node) ---------------------------------------
 
@@ -295,7 +334,9 @@ class ClusterMember:
             ok, result = await self._answer(cmd, args)
             self.relay.send(source, "answer", [rid, ok, result], hops=1)
 
-        asyncio.get_running_loop().create_task(answer())
+        task = asyncio.get_running_loop().create_task(answer())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_answer(self, _source: str, _hops: int, body: list) -> None:
         rid, ok, result = body
@@ -392,6 +433,12 @@ class ClusterRoutes:
 
     def forget_others(self) -> None:
         self._owners = {a: n for a, n in self._owners.items() if n == self.member.node}
+
+    async def restore(self) -> None:
+        """Redis came back empty: this node's routes go back."""
+        mine = [a for a, n in self._owners.items() if n == self.member.node]
+        for address in mine:
+            await self._client.hsetnx(keys.ROUTES, address, self.member.node)
 
     def _on_routed(self, _source: str, _hops: int, body: list) -> None:
         address, node = body

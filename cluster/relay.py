@@ -44,12 +44,18 @@ class Relay:
         self.handlers: dict[str, Handler] = {}
         self.hops = 0  # hops of the packet being handled now (0 outside a handler)
         self.on_undeliverable: Callable[[str, bytes], None] = lambda _target, _packet: None
+        # Whether this node may take packets now (it holds a fresh lease); set by the member.
+        self.may_take: Callable[[], bool] = lambda: True
+        self.on_stale: Callable[[], None] = lambda: None
+        self.run_id: str | None = None  # Redis's run id, as liveness last saw it
         self._out: deque[tuple[str, bytes]] = deque()
         self._seq: dict[str, int] = {}
-        self._unconfirmed: dict[str, deque[tuple[tuple[int, int], list[bytes]]]] = {}
-        self._seen: dict[tuple[str, str], int] = {}
+        # target -> (Redis run id, stream id, packets) written but not confirmed handled
+        self._unconfirmed: dict[str, deque[tuple[str | None, tuple[int, int], list[bytes]]]] = {}
+        self._seen: dict[tuple[str, str], Seen] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._reading = True
         self.received = 0
         self.duplicates = 0
 
@@ -69,7 +75,7 @@ class Relay:
 
     def backlog(self) -> int:
         """Packets sent but not yet confirmed handled by their receivers (or not yet written)."""
-        unconfirmed = sum(len(ps) for q in self._unconfirmed.values() for _, ps in q)
+        unconfirmed = sum(len(ps) for q in self._unconfirmed.values() for _, _, ps in q)
         return len(self._out) + unconfirmed
 
     async def _flush_forever(self) -> None:
@@ -88,27 +94,34 @@ class Relay:
     async def _flush(self, count: int) -> None:
         """Write up to `count` queued packets: one stream entry per target, holding all of
         that target's packets in order (one XADD, not one per stanza)."""
+        batch = [self._out.popleft() for _ in range(count)]
         groups: dict[str, list[bytes]] = {}
-        for i in range(count):
-            target, packet = self._out[i]
+        for target, packet in batch:
             groups.setdefault(target, []).append(packet)
-        pipe = self.client.pipeline(transaction=False)
-        for target, packets in groups.items():
-            # NOMKSTREAM: a stream that is gone belongs to a node that was reaped; its packets
-            # must not wait in a stream nobody will read.
-            pipe.xadd(keys.relay(target), {b"b": msgpack.packb(packets)}, nomkstream=True)
-        ids = await pipe.execute()
-        for _ in range(count):
-            self._out.popleft()
+        run = self.run_id
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for target, packets in groups.items():
+                # NOMKSTREAM: a stream that is gone belongs to a node that was reaped; its
+                # packets must not wait in a stream nobody will read.
+                pipe.xadd(keys.relay(target), {b"b": msgpack.packb(packets)}, nomkstream=True)
+            ids = await pipe.execute()
+        except BaseException:
+            self._out.extendleft(reversed(batch))  # in front of what was queued meanwhile
+            raise
         retry = []
         for (target, packets), raw in zip(groups.items(), ids, strict=True):
             if raw is not None:
-                self._unconfirmed.setdefault(target, deque()).append((stream_id(raw), packets))
+                entry = (run, stream_id(raw), packets)
+                self._unconfirmed.setdefault(target, deque()).append(entry)
             elif target in self.peers:
                 retry += [(target, p) for p in packets]  # Redis restarted: its node makes it again
             else:
                 for packet in packets:
-                    self.on_undeliverable(target, packet)
+                    try:
+                        self.on_undeliverable(target, packet)
+                    except Exception:  # noqa: BLE001 - the next packet must still go
+                        log.exception("relay: routing a packet for %s again failed", target)
         if retry:
             self._out.extendleft(reversed(retry))
             await asyncio.sleep(0.2)
@@ -138,12 +151,13 @@ class Relay:
                 handled = _before(stream_id(pending["min"]))
             else:
                 handled = stream_id(group["last-delivered-id"])
-            while sent and sent[0][0] <= handled:
+            # Ids of another Redis run mean nothing here: resend_all takes those.
+            while sent and sent[0][0] == self.run_id and sent[0][1] <= handled:
                 sent.popleft()
 
     def resend_all(self) -> None:
         """Redis came back empty: everything not yet confirmed goes again, first, in order."""
-        again = [(t, p) for t, q in self._unconfirmed.items() for _, ps in q for p in ps]
+        again = [(t, p) for t, q in self._unconfirmed.items() for _, _, ps in q for p in ps]
         self._unconfirmed.clear()
         self._out.extendleft(reversed(again))
         self._wake.set()
@@ -160,25 +174,35 @@ class Relay:
 
     async def _read_forever(self) -> None:
         start = "0"  # first what this node's previous run read but never acknowledged
-        while True:
+        while self._reading:
             try:
                 reply = await self.client.xreadgroup(
                     keys.GROUP, self.node, {self.key: start}, count=BATCH, block=1000
                 )
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self.ensure_group()  # Redis restarted empty
-                continue
             except (RedisError, OSError) as exc:
                 if asyncio.current_task().cancelling():
                     raise  # stopping: redis-py turned the cancellation into an error
-                log.warning("relay: cannot read from Redis (%s); retrying", exc)
-                await asyncio.sleep(0.5)
+                # What Redis gave this consumer in a reply we lost is pending: read it again.
+                start = "0"
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    log.warning("relay: the stream's group is gone (Redis restarted empty)")
+                else:
+                    log.warning("relay: cannot read from Redis (%s); retrying", exc)
+                await asyncio.sleep(0.2)
+                try:
+                    await self.ensure_group()
+                except (RedisError, OSError):
+                    pass
                 continue
             entries = reply[0][1] if reply else []
             if not entries:
                 start = ">"
+                continue
+            if not self.may_take():
+                # Paused past the lease: a reaper may have routed these already. Leave them
+                # pending (the reaper, or this node's next run, takes them).
+                self.on_stale()
+                start = "0"
                 continue
             ids = [entry_id for entry_id, _ in entries]
             for _entry_id, fields in entries:
@@ -204,11 +228,12 @@ class Relay:
         """Hand one packet to its kind's handler, unless it was taken before."""
         source, boot, seq, hops, kind, body = msgpack.unpackb(packet, raw=False)
         if check_duplicate:
-            key = (source, boot)
-            if seq <= self._seen.get(key, 0):
+            seen = self._seen.get((source, boot))
+            if seen is None:  # the first packet of that run to this node's run
+                seen = self._seen[(source, boot)] = Seen(seq - 1)
+            if not seen.first(seq):
                 self.duplicates += 1
                 return
-            self._seen[key] = seq
         self.received += 1
         handler = self.handlers.get(kind)
         if handler is None:
@@ -237,13 +262,60 @@ class Relay:
         while self._out and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
 
-    def stop_reading(self) -> None:
+    def seen_before(self, packet: bytes) -> bool:
+        """Whether this node took `packet` already (its own stream, drained at leave)."""
+        source, boot, seq, *_ = msgpack.unpackb(packet, raw=False)
+        seen = self._seen.get((source, boot))
+        return seen is not None and seen.has(seq)
+
+    async def stop_reading(self) -> None:
+        """Stop after the batch in hand is acknowledged."""
+        self._reading = False
         if len(self._tasks) == 2:
-            self._tasks.pop().cancel()
+            reader = self._tasks.pop()
+            try:
+                await asyncio.wait_for(reader, 3.0)
+            except (TimeoutError, asyncio.CancelledError, RedisError, OSError):
+                reader.cancel()
 
     def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+
+
+class Seen:
+    """The sequence numbers taken from one sender's run: all up to `upto`, and those above it
+    that came early (after a Redis restart, resent packets may follow newer ones)."""
+
+    __slots__ = ("upto", "above")
+    LIMIT = 10_000  # sequences kept above a gap; past it the gap is given up
+
+    def __init__(self, upto: int = 0) -> None:
+        self.upto = upto
+        self.above: set[int] = set()
+
+    def has(self, seq: int) -> bool:
+        return seq <= self.upto or seq in self.above
+
+    def first(self, seq: int) -> bool:
+        """Record `seq`; False when it was taken before."""
+        if self.has(seq):
+            return False
+        if seq == self.upto + 1:
+            self.upto = seq
+            above = self.above
+            while self.upto + 1 in above:
+                self.upto += 1
+                above.discard(self.upto)
+        else:
+            self.above.add(seq)
+            if len(self.above) > self.LIMIT:
+                self.upto = min(self.above)
+                self.above.discard(self.upto)
+                while self.upto + 1 in self.above:
+                    self.upto += 1
+                    self.above.discard(self.upto)
+        return True
 
 
 def packets_of(fields: dict) -> list[bytes]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +58,8 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
 return 1
 """
 
+TOMBSTONES = 100_000  # removed (full JID, version) pairs remembered against late news
+
 _parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
@@ -89,6 +91,9 @@ class ClusterSessions:
         self._own: dict[str, SessionEntry] = {}  # address -> this node's bound sessions
         self._binding: dict[str, bool] = {}  # address -> closed while its bind was in flight
         self._lost: dict[str, list[SessionEntry]] = {}  # dead node -> its sessions
+        # (bare, resource) -> the newest version removed: late news of an older bind is stale
+        self._removed: OrderedDict[tuple[JID, str], int] = OrderedDict()
+        self.displaced: Callable[[str], None] = lambda _address: None
         self._bind = client.register_script(BIND)
         self._unbind = client.register_script(UNBIND)
         self._restore = client.register_script(RESTORE)
@@ -121,6 +126,10 @@ class ClusterSessions:
         closed = self._binding.pop(address, False)
         if isinstance(results, BaseException):
             log.error("binding %s: Redis failed: %s", jid, results)
+            # The bind may have run before the reply was lost: take it back.
+            self._write(self._unbind, keys=[keys.sessions(str(jid.bare))],
+                        args=[jid.resource, f"{self.node} {address}"])  # fmt: skip
+            self._write(self.client.srem, keys.index(self.node), index_member(jid, address))
             answer(Opened(jid, error="internal-server-error"))
             return
         (bound, version, old), _ = results
@@ -132,7 +141,8 @@ class ClusterSessions:
         replaced = None
         if old is not None:
             old_version, old_node, old_address = parse_value(old)
-            replaced = SessionEntry(jid, old_node, old_address, version=old_version)
+            if (old_node, old_address) != (self.node, address):  # not a retried bind of ours
+                replaced = SessionEntry(jid, old_node, old_address, version=old_version)
         self._own[address] = entry
         self._put(entry)
         if replaced is not None and replaced.node == self.node:
@@ -197,6 +207,8 @@ class ClusterSessions:
     # --- the replica ------------------------------------------------------------------------
 
     def _put(self, entry: SessionEntry) -> bool:
+        if self._removed.get((entry.jid.bare, entry.jid.resource), -1) >= entry.version:
+            return False  # its unbind came first
         resources = self._by_user.setdefault(entry.jid.bare, {})
         current = resources.get(entry.jid.resource)
         if current is not None and current.version > entry.version:
@@ -204,7 +216,8 @@ class ClusterSessions:
         resources[entry.jid.resource] = entry
         return True
 
-    def _remove(self, jid: JID, address: str, version: int | None = None) -> bool:
+    def _remove(self, jid: JID, address: str, version: int | None = None,
+                tombstone: bool = True) -> bool:  # fmt: skip
         resources = self._by_user.get(jid.bare)
         entry = resources.get(jid.resource) if resources else None
         if entry is None or entry.address != address:
@@ -214,6 +227,12 @@ class ClusterSessions:
         del resources[jid.resource]
         if not resources:
             del self._by_user[jid.bare]
+        if not tombstone:
+            return True
+        self._removed[(jid.bare, jid.resource)] = entry.version
+        self._removed.move_to_end((jid.bare, jid.resource))
+        if len(self._removed) > TOMBSTONES:
+            self._removed.popitem(last=False)
         return True
 
     def _tell_info(self, entry: SessionEntry) -> None:
@@ -224,6 +243,8 @@ class ClusterSessions:
         entry = SessionEntry(JID.parse(jid), node, address, version=version)
         current = self.get(entry.jid)
         if self._put(entry) and current is not None and current.node == self.node:
+            if self._own.get(current.address) is not None:
+                self.displaced(current.address)  # (its node told it too, if it knew)
             self._disown(current)
 
     def _disown(self, replaced: SessionEntry) -> None:
@@ -235,7 +256,13 @@ class ClusterSessions:
 
     def _on_unbound(self, _source: str, _hops: int, body: list) -> None:
         jid, address, version = body
-        self._remove(JID.parse(jid), address, version)
+        who = JID.parse(jid)
+        if not self._remove(who, address, version):
+            # Its bind news may still be on the way (from another node): keep the tombstone.
+            key = (who.bare, who.resource)
+            self._removed[key] = max(version, self._removed.get(key, -1))
+            if len(self._removed) > TOMBSTONES:
+                self._removed.popitem(last=False)
 
     def _on_info(self, _source: str, _hops: int, body: list) -> None:
         jid, address, available, priority, presence, interested, directed = body
@@ -260,7 +287,7 @@ class ClusterSessions:
         (whom they sent directed presence is known only here)."""
         gone = [e for r in self._by_user.values() for e in r.values() if e.node == node]
         for entry in gone:
-            self._remove(entry.jid, entry.address)
+            self._remove(entry.jid, entry.address, tombstone=False)  # (its snapshot may come)
         if gone:
             self._lost.setdefault(node, []).extend(gone)
 
@@ -327,7 +354,10 @@ class ClusterSessions:
                     log.warning("session store: Redis failed (%s); retrying writes", exc)
                     for _add, _commands, done, retry in batch:
                         if not retry:
-                            done(exc)  # a bind answers at once: the client is waiting
+                            try:
+                                done(exc)  # a bind answers at once: the client is waiting
+                            except Exception:  # noqa: BLE001 - the writer must live on
+                                log.exception("session store: answering a failed bind failed")
                     self._ops.extendleft(reversed([op for op in batch if op[3]]))
                     await asyncio.sleep(0.5)
                     continue
@@ -335,7 +365,10 @@ class ClusterSessions:
                     self._in_flight = 0
                 at = 0
                 for _add, commands, done, _retry in batch:
-                    done(results[at : at + commands])
+                    try:
+                        done(results[at : at + commands])
+                    except Exception:  # noqa: BLE001 - the writer must live on
+                        log.exception("session store: handling a Redis answer failed")
                     at += commands
 
     async def flush(self, timeout: float) -> None:

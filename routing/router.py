@@ -101,8 +101,8 @@ class Router:
         self.routes.relay(node, stanza)
 
     def local_session(self, entry: SessionEntry, stanza: etree._Element) -> None:
-        """Hand the stanza to one of this node's sessions, behind the work started for its
-        account, so that it does not overtake a stanza sent before it."""
+        """Hand the stanza to a session (of this node, or relayed to its node), behind the work
+        started here for its account, so that it does not overtake a stanza sent before it."""
         account = str(entry.jid.bare)
         if self.work.must_wait(account):
             self.work.after(account, lambda: self._hand(entry, stanza))
@@ -110,15 +110,17 @@ class Router:
             self._hand(entry, stanza)
 
     def _session(self, entry: SessionEntry, stanza: etree._Element) -> None:
-        if entry.node != self.node:
-            self.routes.relay_session(entry, stanza)
-        elif self.work.pending:  # the common case has no work in flight at all
+        if self.work.pending:  # the common case has no work in flight at all
             self.local_session(entry, stanza)
-        elif not self.local.deliver(entry.address, stanza):  # (local_session, inlined: hot)
+        elif entry.node != self.node:
+            self.routes.relay_session(entry, stanza)
+        elif not self.local.deliver(entry.address, stanza):  # (_hand, inlined: hot)
             self._gone(entry, stanza)
 
     def _hand(self, entry: SessionEntry, stanza: etree._Element) -> None:
-        if not self.local.deliver(entry.address, stanza):
+        if entry.node != self.node:
+            self.routes.relay_session(entry, stanza)
+        elif not self.local.deliver(entry.address, stanza):
             self._gone(entry, stanza)
 
     def _gone(self, entry: SessionEntry, stanza: etree._Element) -> None:
@@ -133,9 +135,19 @@ class Router:
         entry = self.sessions.get(jid)
         if entry is not None and entry.address == address and entry.node == self.node:
             return self._session(entry, stanza)
-        if not self.local.deliver(address, stanza):
-            self.route(stanza)
-        return None
+        if self.local.deliver(address, stanza):
+            return None
+        try:
+            to = JID.parse(stanza.get("to") or "")
+        except JIDMalformed:
+            return None
+        if to.resource is None and stanza.tag != PRESENCE:
+            # One copy of a fan-out to a bare JID: the other resources had theirs. Only when
+            # none is left is it undeliverable (offline storage), never sent to them twice.
+            if not any(e.available for e in self.sessions.resources(to)):
+                self.undeliverable(stanza)
+            return None
+        return self.route(stanza)
 
     # --- RFC 6121 §8.5 for a local account -------------------------------------------------
 

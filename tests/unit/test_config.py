@@ -10,6 +10,7 @@ import pytest
 
 from xmppd.config import (
     SASL_MECHANISMS,
+    ClusterConfig,
     Config,
     ConfigError,
     HostConfig,
@@ -320,10 +321,13 @@ def test_the_example_config_loads_as_the_defaults() -> None:
 
 
 def test_the_example_config_states_the_real_defaults(tmp_path: Path) -> None:
-    """Uncommenting every `#key = value` line (but the example paths and URL) changes nothing."""
+    """Uncommenting every `#key = value` line (but the example paths and URL, and the
+    [cluster] table, which makes a clustered node) changes nothing."""
     examples_only = ("certificate", "key", "storage", "admin_socket")
     lines = []
     for line in EXAMPLE.read_text().splitlines():
+        if line == "#[cluster]":
+            break
         setting = re.match(r"#(\[.*\]|(\w+) = .*)$", line)
         if setting and setting.group(2) not in examples_only:
             line = line[1:]
@@ -334,7 +338,37 @@ def test_the_example_config_states_the_real_defaults(tmp_path: Path) -> None:
 
 def test_the_example_config_documents_every_key() -> None:
     text = EXAMPLE.read_text()
-    for cls in (ServerConfig, HostConfig, ListenerConfig, LimitsConfig, SaslConfig):
+    for cls in (ServerConfig, HostConfig, ListenerConfig, LimitsConfig, SaslConfig,
+                ClusterConfig):  # fmt: skip
         for field in dataclasses.fields(cls):
             if "check" in field.metadata:
                 assert f"#{field.name} = " in text, f"{cls.__name__}.{field.name} undocumented"
+
+
+CLUSTERED = '[server]\nstorage = "postgresql://xmppd@db/xmppd"\n'
+
+
+def test_a_cluster_table_makes_a_clustered_node(tmp_path: Path) -> None:
+    config = load(tmp_path, CLUSTERED + '[cluster]\nnode = "n1"\nredis = "redis://r:6379/2"\n')
+    assert config.cluster == ClusterConfig(node="n1", redis="redis://r:6379/2", lease=8.0)
+    assert load_config(None).cluster is None
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('node = "n 1"\nredis = "redis://r/0"', "cluster.node: must be 1 to 64 letters"),
+        ('node = "n1"\nredis = "http://r/0"', "cluster.redis: must be a redis://"),
+        ('redis = "redis://r/0"', "cluster.node: required"),
+        ('node = "n1"\nredis = "redis://r/0"\nlease = 0', "cluster.lease: must be a number"),
+        ('node = "n1"\nredis = "redis://r/0"\nleases = 3', 'unknown key "cluster.leases"'),
+    ],
+)
+def test_a_bad_cluster_table_is_refused_by_key(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(tmp_path, CLUSTERED + "[cluster]\n" + table + "\n")
+
+
+def test_a_clustered_node_on_sqlite_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="server.storage: a clustered node needs the cluster's"):
+        load(tmp_path, '[cluster]\nnode = "n1"\nredis = "redis://r/0"\n')
