@@ -203,6 +203,7 @@ class Relay:
                 # pending (the reaper, or this node's next run, takes them).
                 self.on_stale()
                 start = "0"
+                await asyncio.sleep(0.2)  # (until the lease is held again)
                 continue
             ids = [entry_id for entry_id, _ in entries]
             for _entry_id, fields in entries:
