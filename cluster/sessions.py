@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from cluster import keys
 from cluster.relay import Relay
-from routing.sessions import Opened, SessionEntry
+from routing.sessions import Opened, SessionEntry, SessionTable
 from xmpp.jid import JID
 
 log = logging.getLogger("xmppd.cluster.sessions")
@@ -79,7 +79,7 @@ def index_member(jid: JID, address: str) -> bytes:
     return msgpack.packb([str(jid.bare), jid.resource, address])
 
 
-class ClusterSessions:
+class ClusterSessions(SessionTable):
     """routing.sessions.SessionManager on Redis. Reads come from the replica; changes of this
     node's sessions go to Redis and, through the relay, to every other node's replica."""
 
@@ -87,7 +87,7 @@ class ClusterSessions:
         self.client = client
         self.relay = relay
         self.node = node
-        self._by_user: dict[JID, dict[str, SessionEntry]] = {}
+        super().__init__()  # the replica: every node's sessions
         self._own: dict[str, SessionEntry] = {}  # address -> this node's bound sessions
         self._binding: dict[str, bool] = {}  # address -> closed while its bind was in flight
         self._lost: dict[str, list[SessionEntry]] = {}  # dead node -> its sessions
@@ -188,13 +188,6 @@ class ClusterSessions:
             if directed is not None:
                 entry.directed = directed  # the reaper tells them if this node dies
             self._tell_info(entry)
-
-    def get(self, jid: JID) -> SessionEntry | None:
-        resources = self._by_user.get(jid.bare)
-        return resources.get(jid.resource) if resources else None
-
-    def resources(self, bare: JID) -> list[SessionEntry]:
-        return list(self._by_user.get(bare, {}).values())
 
     def count(self) -> int:
         """This node's bound sessions."""

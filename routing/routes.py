@@ -32,7 +32,10 @@ class RouteTable(Protocol):
 
 
 class SingleNodeRoutes:
-    """One node, no federation: no address is another node's, no remote domain is reachable."""
+    """One node, no federation: no address is another node's, no remote domain is reachable.
+    A lone node's session manager names no other node, so `relay`, `relay_session` and `tell`
+    are never reached; if a bug made them so, they say what would be needed, not drop the
+    stanza. A [cluster] table wires cluster.routes.ClusterRoutes instead."""
 
     def node_of(self, address: str) -> str | None:
         return None
@@ -49,4 +52,7 @@ class SingleNodeRoutes:
         self.relay(entry.node, stanza)
 
     def tell(self, node: str, address: str, event: str, args: tuple[Any, ...]) -> None:
-        raise NotImplementedError(f"telling a session on node {node!r} needs the Redis cluster")
+        raise NotImplementedError(
+            f"telling a session on node {node!r} needs the Redis cluster ([cluster] in the "
+            "configuration), which this node does not run"
+        )

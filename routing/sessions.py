@@ -65,11 +65,25 @@ class SessionManager(Protocol):
     def count(self) -> int: ...
 
 
-class LocalSessionManager:
-    """Sessions of one node, in dicts; only the scheduler thread touches it."""
+class SessionTable:
+    """Session entries by bare JID and resource, and the reads of the interface."""
 
     def __init__(self) -> None:
         self._by_user: dict[JID, dict[str, SessionEntry]] = {}
+
+    def get(self, jid: JID) -> SessionEntry | None:
+        resources = self._by_user.get(jid.bare)
+        return resources.get(jid.resource) if resources else None
+
+    def resources(self, bare: JID) -> list[SessionEntry]:
+        return list(self._by_user.get(bare, {}).values())
+
+
+class LocalSessionManager(SessionTable):
+    """Sessions of one node, in dicts; only the scheduler thread touches it."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self._count = 0
 
     def open(self, jid: JID, node: str, address: str, max_sessions: int,
@@ -123,13 +137,6 @@ class LocalSessionManager:
     def _own(self, jid: JID, address: str) -> SessionEntry | None:
         entry = self.get(jid)
         return entry if entry is not None and entry.address == address else None
-
-    def get(self, jid: JID) -> SessionEntry | None:
-        resources = self._by_user.get(jid.bare)
-        return resources.get(jid.resource) if resources else None
-
-    def resources(self, bare: JID) -> list[SessionEntry]:
-        return list(self._by_user.get(bare, {}).values())
 
     def count(self) -> int:
         return self._count

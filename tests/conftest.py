@@ -1,8 +1,9 @@
 """Fixtures every test folder may use: private Redis and PostgreSQL servers, started once per run
-when a test asks for them."""
+when a test asks for them, and `run` for a coroutine with a time limit."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -22,3 +23,27 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     yield server
     server.close()
+
+
+@pytest.fixture
+def run():
+    """Run a coroutine to completion on a new event loop, with a time limit."""
+
+    def runner(coro, timeout: float = 60):
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+
+    return runner
+
+
+STORAGE_KINDS = ["sqlite", "memory", "postgresql"]
+
+
+@pytest.fixture
+def storage_url(storage_kind, request, tmp_path) -> str:
+    """A fresh, empty store of the kind the test module parametrises `storage_kind` with."""
+    kind = storage_kind
+    if kind == "postgresql":
+        return request.getfixturevalue("postgres_server").wiped_url()
+    if kind == "sqlite":
+        return f"sqlite://{tmp_path}/data/xmppd.sqlite3"
+    return "memory:"

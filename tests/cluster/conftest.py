@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.support.cluster import LEASE, Cluster
@@ -44,11 +42,3 @@ def fresh_cluster(tmp_path, redis_server, postgres_server):
         nodes.stop()
     for nodes in made:
         assert not nodes.tracebacks(), nodes.tracebacks()[0]
-
-
-@pytest.fixture
-def run():
-    def runner(coro, timeout: float = 60):
-        return asyncio.run(asyncio.wait_for(coro, timeout))
-
-    return runner

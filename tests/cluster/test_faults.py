@@ -20,6 +20,14 @@ from tests.support.im import (
 BOUND = 15.0  # seconds: the documented bound for contacts to hear a dead node's users left
 
 
+async def alice_and_bob(alice_node, bob_node):
+    """alice@localhost/desk and bob@localhost/phone online on two nodes, each known to all."""
+    alice = await online(alice_node, "alice", "desk")
+    bob = await online(bob_node, "bob", "phone")
+    await asyncio.sleep(0.3)  # what each session tells reaches the other nodes
+    return alice, bob
+
+
 def test_kill_9_contacts_hear_unavailable_and_messages_go_offline(fresh_cluster, run):
     cluster = fresh_cluster()
     n1, n2, n3 = cluster.nodes
@@ -61,9 +69,7 @@ def test_messages_relayed_to_a_node_that_dies_are_stored_or_delivered_not_lost(f
     n1, n2, n3 = cluster.nodes
 
     async def scenario():
-        alice = await online(n1, "alice", "desk")
-        bob = await online(n2, "bob", "phone")
-        await asyncio.sleep(0.3)
+        alice, bob = await alice_and_bob(n1, n2)
         cluster.nodes[1].proc.send_signal(signal.SIGSTOP)  # n2 takes nothing from its stream
         for i in range(20):
             alice.send_message(mto="bob@localhost", mbody=f"m{i}", mtype="chat")
@@ -114,9 +120,7 @@ def test_redis_restarted_empty_sessions_are_written_back(fresh_cluster, run):
     n1, n2, _ = cluster.nodes
 
     async def scenario():
-        alice = await online(n1, "alice", "desk")
-        bob = await online(n2, "bob", "phone")
-        await asyncio.sleep(0.3)
+        alice, bob = await alice_and_bob(n1, n2)
         cluster.redis.restart_empty()
         await asyncio.sleep(cluster.lease + 1)
         assert len(cluster.session_keys()) == 2, "each node wrote its sessions back"
@@ -134,9 +138,7 @@ def test_redis_connections_killed_relay_carries_on(fresh_cluster, run):
     n1, n2, _ = cluster.nodes
 
     async def scenario():
-        alice = await online(n1, "alice", "desk")
-        bob = await online(n2, "bob", "phone")
-        await asyncio.sleep(0.3)
+        alice, bob = await alice_and_bob(n1, n2)
         for i in range(10):
             alice.send_message(mto="bob@localhost/phone", mbody=f"before {i}", mtype="chat")
         cluster.redis.cli("CLIENT", "KILL", "TYPE", "normal")

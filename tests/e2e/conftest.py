@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.support.server import make_server
@@ -49,13 +47,3 @@ def configured_server(tmp_path):
         node.stop()
     for node in nodes:
         assert not node.unexpected_tracebacks(), node.unexpected_tracebacks()[0]
-
-
-@pytest.fixture
-def run():
-    """Run a coroutine to completion on a new event loop, with a time limit."""
-
-    def runner(coro, timeout: float = 60):
-        return asyncio.run(asyncio.wait_for(coro, timeout))
-
-    return runner

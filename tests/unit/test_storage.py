@@ -15,6 +15,7 @@ from storage.open import Storage, open_storage
 from storage.sql import SchemaTooNew, SqlAccountStore, migrate, postgresql_engine, sqlite_engine
 from storage.sql.migrations import MIGRATIONS, current_version
 from storage.sql.schema import schema_version
+from tests.conftest import STORAGE_KINDS
 from xmpp.sasl import ScramCredentials
 
 
@@ -29,14 +30,14 @@ def all_creds(seed: int = 1) -> dict[str, ScramCredentials]:
     return {h: creds(h, seed) for h in ("SHA-1", "SHA-256", "SHA-512")}
 
 
-@pytest.fixture(params=["sqlite", "memory", "postgresql"])
-def storage(request, tmp_path) -> Iterator[Storage]:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_server").wiped_url()
-    elif request.param == "sqlite":
-        url = f"sqlite://{tmp_path}/data/xmppd.sqlite3"
-    else:
-        url = "memory:"
+@pytest.fixture(params=STORAGE_KINDS)
+def storage_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def storage(storage_url) -> Iterator[Storage]:
+    url = storage_url
     opened = open_storage(url)
     yield opened
     opened.close()

@@ -15,6 +15,7 @@ from storage.open import Storage, open_storage
 from storage.sql import SqlAccountStore, migrate, sqlite_engine
 from storage.sql.migrations import MIGRATIONS, current_version
 from storage.sql.schema import accounts
+from tests.conftest import STORAGE_KINDS
 from xmpp.sasl import ScramCredentials
 
 D = "localhost"
@@ -24,14 +25,14 @@ def creds(seed: int = 1) -> dict[str, ScramCredentials]:
     return {"SHA-256": ScramCredentials("SHA-256", bytes([seed]) * 16, 4096, b"k" * 32, b"s" * 32)}
 
 
-@pytest.fixture(params=["sqlite", "memory", "postgresql"])
-def storage(request, tmp_path) -> Iterator[Storage]:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_server").wiped_url()
-    elif request.param == "sqlite":
-        url = f"sqlite://{tmp_path}/xmppd.sqlite3"
-    else:
-        url = "memory:"
+@pytest.fixture(params=STORAGE_KINDS)
+def storage_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def storage(storage_url) -> Iterator[Storage]:
+    url = storage_url
     opened = open_storage(url)
     opened.accounts.create("alice", D, creds())
     opened.accounts.create("bob", D, {})
