@@ -15,6 +15,7 @@ import msgpack
 from redis.exceptions import RedisError
 
 from cluster import keys
+from cluster.connect import run_id, script
 
 log = logging.getLogger("xmppd.cluster.liveness")
 
@@ -65,8 +66,8 @@ class Liveness:
         self.last_renewed = 0.0
         self.run_id: str | None = None
         self.grace_until = 0.0  # no node is taken for dead before this (after a Redis restart)
-        self._renew = client.register_script(RENEW)
-        self._unfence = client.register_script(UNFENCE)
+        self._renew = script(client, RENEW)
+        self._unfence = script(client, UNFENCE)
         self._task: asyncio.Task | None = None
         self._reaping: set[str] = set()
         self._registered: set[str] = set()  # other nodes in the registry at the last look
@@ -102,8 +103,7 @@ class Liveness:
             await asyncio.sleep(0.25)
         self.holding = True
         self.last_renewed = time.monotonic()
-        info = await self.client.info("server")
-        self.run_id = info.get("run_id")
+        self.run_id = await run_id(self.client)
         if await self.client.hexists(keys.NODES, self.node):
             await self._reap_if_mine(self.node, wait=True)  # our own previous run
         await self.register()
@@ -176,11 +176,10 @@ class Liveness:
     async def _redis_restarted(self) -> bool:
         """Redis came back without our keys (a new run id): write this node back, and give the
         other nodes a lease's time to do the same before taking any of them for dead."""
-        info = await self.client.info("server")
-        run_id = info.get("run_id")
-        if run_id == self.run_id:
+        current = await run_id(self.client)
+        if current == self.run_id:
             return False
-        log.warning("cluster: Redis restarted (new run id); writing this node back")
+        log.warning("cluster: Redis restarted or failed over (new run id); writing this node back")
         asked = time.monotonic()
         await self.client.set(keys.lease(self.node), self.boot, px=int(self.timing.lease * 1000))
         self.last_renewed = asked
@@ -188,8 +187,8 @@ class Liveness:
         before = self.alive
         await self.register()
         self.alive |= before  # who does not write itself back within the grace is dead
-        await self.on_redis_emptied(run_id)
-        self.run_id = run_id  # only now: a failure above is retried on the next pass
+        await self.on_redis_emptied(current)
+        self.run_id = current  # only now: a failure above is retried on the next pass
         return True
 
     async def _keep_lease(self) -> None:

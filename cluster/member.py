@@ -12,10 +12,10 @@ from typing import Any
 
 import msgpack
 from lxml import etree
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from cluster import keys
+from cluster.connect import connect, load_scripts, script
 from cluster.liveness import Liveness, Timing
 from cluster.relay import BATCH, Relay, packets_of
 from cluster.routes import ClusterRoutes
@@ -59,8 +59,7 @@ class ClusterMember:
         self.url = url
         self.node = node
         self.boot = secrets.token_hex(8)
-        self.client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10,
-                                     health_check_interval=15)  # fmt: skip
+        self.client = connect(url)
         self.timing = timing or Timing()
         self.relay = Relay(self.client, node, self.boot)
         self.sessions = ClusterSessions(self.client, self.relay, node)
@@ -72,7 +71,7 @@ class ClusterMember:
         self.suspend: Callable[[str], None] = lambda _why: None
         self.resume: Callable[[], None] = lambda: None
         self.lost_sessions: Callable[[list[SessionEntry]], None] = lambda _entries: None
-        self._drop_if_done = self.client.register_script(DROP_IF_DONE)
+        self._drop_if_done = script(self.client, DROP_IF_DONE)
         self._confirmer: asyncio.Task | None = None
         self.relay.handlers.update(session=self._on_session, route=self._on_route,
                                    tell=self._on_tell, hello=self._on_hello, ask=self._on_ask,
@@ -108,6 +107,7 @@ class ClusterMember:
             await self.client.ping()
         except (RedisError, OSError) as exc:
             raise ClusterUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
+        await load_scripts(self.client)
         await self.liveness.join()
         await self.relay.ensure_group()
         await self.routes.load()
@@ -163,6 +163,7 @@ class ClusterMember:
         self.resume()
 
     async def _redis_emptied(self, run_id: str) -> None:
+        await load_scripts(self.client)
         await self.relay.ensure_group()
         await self.sessions.restore()
         await self.routes.restore()
@@ -281,6 +282,7 @@ class ClusterMember:
         """Remove the node's sessions from Redis: (full JID, address) of each one removed."""
         members = [msgpack.unpackb(m, raw=False)
                    for m in await self.client.smembers(keys.index(node))]  # fmt: skip
+        await load_scripts(self.client)
         pipe = self.client.pipeline(transaction=False)
         for bare, resource, address in members:
             value = f"{node} {address}"

@@ -14,6 +14,7 @@ import msgpack
 from redis.exceptions import RedisError, ResponseError
 
 from cluster import keys
+from cluster.connect import run_of_key, same_run
 
 log = logging.getLogger("xmppd.cluster.relay")
 
@@ -134,10 +135,17 @@ class Relay:
             if not sent:
                 del self._unconfirmed[target]
                 continue
+            if sent[0][0] != self.run_id:
+                self._send_again(target, sent)
+                continue
             key = keys.relay(target)
             try:
+                # Asked of the Redis run the packets went to, before and after (after a failover
+                # the new master's group may say nothing of what the old one was given).
+                before = await run_of_key(self.client, key)
                 groups = await self.client.xinfo_groups(key)
                 pending = await self.client.xpending(key, keys.GROUP)
+                after = await run_of_key(self.client, key)
             except ResponseError:  # no such stream or group
                 if target not in self.peers:  # its node left or was reaped with its stream
                     log.info("relay: %d packets to %s are beyond confirming (node gone)",
@@ -145,7 +153,7 @@ class Relay:
                     del self._unconfirmed[target]
                 continue  # (else Redis restarted empty: resend_all comes)
             group = next((g for g in groups if _text(g["name"]) == keys.GROUP), None)
-            if group is None:
+            if group is None or before != after or not same_run(after, self.run_id):
                 continue
             if pending["pending"]:
                 handled = _before(stream_id(pending["min"]))
@@ -154,6 +162,15 @@ class Relay:
             # Ids of another Redis run mean nothing here: resend_all takes those.
             while sent and sent[0][0] == self.run_id and sent[0][1] <= handled:
                 sent.popleft()
+
+    def _send_again(self, target: str, sent: deque) -> None:
+        """Packets written to a Redis run that is gone (a flush that was under way when the run
+        changed): they go again, first, in order."""
+        again = []
+        while sent and sent[0][0] != self.run_id:
+            again += [(target, p) for p in sent.popleft()[2]]
+        self._out.extendleft(reversed(again))
+        self._wake.set()
 
     def resend_all(self) -> None:
         """Redis came back empty: everything not yet confirmed goes again, first, in order."""

@@ -9,6 +9,7 @@ from typing import Any
 from lxml import etree
 
 from cluster import keys
+from cluster.connect import script
 from cluster.relay import MAX_HOPS
 from routing.sessions import SessionEntry
 
@@ -33,7 +34,7 @@ class ClusterRoutes:
         self._relay = member.relay
         self._client = member.client
         self._owners: dict[str, str] = {}
-        self._release = member.client.register_script(RELEASE_ROUTE)
+        self._release = script(member.client, RELEASE_ROUTE)
         self._relay.handlers.update(routed=self._on_routed, unrouted=self._on_unrouted)
 
     async def load(self) -> None:

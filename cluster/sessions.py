@@ -15,6 +15,7 @@ from lxml import etree
 from redis.exceptions import RedisError
 
 from cluster import keys
+from cluster.connect import load_scripts, missing_script, script
 from cluster.relay import Relay
 from routing.sessions import Opened, SessionEntry, SessionTable
 from xmpp.jid import JID
@@ -94,9 +95,9 @@ class ClusterSessions(SessionTable):
         # (bare, resource) -> the newest version removed: late news of an older bind is stale
         self._removed: OrderedDict[tuple[JID, str], int] = OrderedDict()
         self.displaced: Callable[[str], None] = lambda _address: None
-        self._bind = client.register_script(BIND)
-        self._unbind = client.register_script(UNBIND)
-        self._restore = client.register_script(RESTORE)
+        self._bind = script(client, BIND)
+        self._unbind = script(client, UNBIND)
+        self._restore = script(client, RESTORE)
         self._ops: deque = deque()  # (add to pipeline, commands, done, retry on failure)
         self._wake = asyncio.Event()
         self._in_flight = 0
@@ -330,6 +331,7 @@ class ClusterSessions(SessionTable):
         self._wake.set()
 
     async def _write_forever(self) -> None:
+        await _quietly(load_scripts(self.client))
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -345,6 +347,8 @@ class ClusterSessions(SessionTable):
                     if asyncio.current_task().cancelling():
                         raise  # stopping: redis-py turned the cancellation into an error
                     log.warning("session store: Redis failed (%s); retrying writes", exc)
+                    if missing_script(exc):  # a master restarted or failed over
+                        await _quietly(load_scripts(self.client))
                     for _add, _commands, done, retry in batch:
                         if not retry:
                             try:
@@ -374,3 +378,10 @@ class ClusterSessions(SessionTable):
     def stop(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
+
+
+async def _quietly(work: Any) -> None:
+    try:
+        await work
+    except (RedisError, OSError) as exc:
+        log.warning("session store: loading the scripts failed (%s)", exc)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.services import PostgresServer, RedisServer
+from tests.support.services import PostgresServer, RedisClusterServer, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +21,14 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_server() -> Iterator[RedisClusterServer]:
+    """Three masters of a Redis Cluster, for the tests that run on it too."""
+    server = RedisClusterServer()
     yield server
     server.close()
 

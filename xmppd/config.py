@@ -101,9 +101,12 @@ def node_name(value: Any, key: str) -> str:
 
 
 def redis_url(value: Any, key: str) -> str:
-    scheme, sep, _ = text(value, key).partition("://")
-    if not sep or scheme not in ("redis", "rediss", "unix"):
-        raise _fail(key, f"must be a redis://, rediss:// or unix:// URL, got {_show(value)}")
+    from cluster.connect import parse
+
+    try:
+        parse(text(value, key))
+    except ValueError as exc:
+        raise _fail(key, str(exc)) from None
     return value
 
 

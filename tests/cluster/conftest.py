@@ -11,13 +11,19 @@ from tests.support.cluster import LEASE, Cluster
 USERS = {name: f"{name}-secret" for name in (
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
     "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter",
+    # Localparts that would break a hash tag taken from the JID itself ("\\3a" is ":" escaped,
+    # XEP-0106: a localpart cannot hold ":" itself).
+    "{brace}", "x}y\\3az{",
 )}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory, redis_server, postgres_server):
-    """One cluster for a module's tests that leave it as they found it."""
-    nodes = Cluster(tmp_path_factory.mktemp("cluster"), redis_server, postgres_server)
+@pytest.fixture(scope="module", params=["redis", "redis-cluster"])
+def cluster(request, tmp_path_factory, postgres_server):
+    """One cluster for a module's tests that leave it as they found it: on one Redis, then on
+    a Redis Cluster of three masters."""
+    redis = request.getfixturevalue("redis_server" if request.param == "redis"
+                                    else "redis_cluster_server")  # fmt: skip
+    nodes = Cluster(tmp_path_factory.mktemp("cluster"), redis, postgres_server)
     nodes.add_users(**USERS)
     nodes.start()
     yield nodes

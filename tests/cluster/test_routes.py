@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from cluster.liveness import Timing
 from cluster.member import ClusterMember
 
@@ -16,9 +18,20 @@ async def until(predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_claims_releases_and_a_dead_owner(redis_server):
-    url = f"{redis_server.url.rsplit('/', 1)[0]}/14"
-    redis_server.cli("-n", "14", "FLUSHDB")
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_url(request) -> str:
+    """An empty Redis database, then the tests' Redis Cluster, wiped."""
+    if request.param == "redis-cluster":
+        server = request.getfixturevalue("redis_cluster_server")
+        server.wipe()
+        return server.url
+    server = request.getfixturevalue("redis_server")
+    server.cli("-n", "14", "FLUSHDB")
+    return f"{server.url.rsplit('/', 1)[0]}/14"
+
+
+def test_claims_releases_and_a_dead_owner(redis_url):
+    url = redis_url
     timing = Timing(lease=1.0, renew=0.25, watch=0.2)
 
     async def scenario():
@@ -40,8 +53,12 @@ def test_claims_releases_and_a_dead_owner(redis_server):
             n2.liveness.stop()
             n2.relay.stop()
             await until(lambda: n1.routes.remote_route("remote.example") is None, timeout=10)
-            redis = redis_server.client(14)
-            await until(lambda: not redis.hexists("xmppd:routes", "s2s:remote.example"))
+            for _ in range(250):  # the reaper releases it in Redis a moment later
+                if not await n1.client.hexists("xmppd:routes", "s2s:remote.example"):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the dead node's route stayed in Redis")
             assert await n1.routes.claim_remote("remote.example") == "n1"
         finally:
             await n1.leave()

@@ -47,7 +47,7 @@ def test_storage_that_is_not_shared(tmp_path, redis_server):
 def test_another_live_node_with_the_same_name(tmp_path, redis_server, postgres_server):
     cluster = Cluster(tmp_path / "c", redis_server, postgres_server, size=1).start()
     try:
-        url = f"{redis_server.url.rsplit('/', 1)[0]}/{cluster.db}"
+        url = cluster.redis_url
         twin = clustered(tmp_path / "twin", url, cluster.database, name="n1")
         code, line = refused(twin)
         assert code == 1

@@ -1,5 +1,5 @@
 """A cluster of xmppd node processes for the tests: each node its own data directory and ports,
-all on one private Redis and one private PostgreSQL database."""
+all on one private Redis (or the tests' Redis Cluster) and one private PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tests.support.server import Server, make_server
-from tests.support.services import PostgresServer, RedisServer
+from tests.support.services import PostgresServer, RedisClusterServer, RedisServer
 
 LEASE = 2.0  # seconds: a dead node is reaped within about LEASE + 1 s
 
@@ -17,13 +17,19 @@ LEASE = 2.0  # seconds: a dead node is reaped within about LEASE + 1 s
 class Cluster:
     made = 0  # clusters made so far: each gets a Redis database of its own (two may run at once)
 
-    def __init__(self, tmp: Path, redis: RedisServer, postgres: PostgresServer, size: int = 3,
-                 lease: float = LEASE) -> None:  # fmt: skip
+    def __init__(self, tmp: Path, redis: RedisServer | RedisClusterServer,
+                 postgres: PostgresServer, size: int = 3, lease: float = LEASE) -> None:
         self.redis = redis
-        self.db = Cluster.made % 16
-        Cluster.made += 1
         self.database = postgres.new_database()
-        redis.cli("-n", str(self.db), "FLUSHDB")
+        if isinstance(redis, RedisClusterServer):
+            self.db = 0  # (one cluster on it at a time)
+            self.redis_url = redis.url
+            redis.wipe()
+        else:
+            self.db = Cluster.made % 16
+            self.redis_url = f"{redis.url.rsplit('/', 1)[0]}/{self.db}"
+            redis.cli("-n", str(self.db), "FLUSHDB")
+        Cluster.made += 1
         self.lease = lease
         self.nodes: list[Server] = [self._make(tmp, i) for i in range(size)]
 
@@ -31,7 +37,7 @@ class Cluster:
         return make_server(tmp / f"n{i + 1}", extra_config=f"""
 [cluster]
 node = "n{i + 1}"
-redis = "{self.redis.url.rsplit("/", 1)[0]}/{self.db}"
+redis = "{self.redis_url}"
 lease = {self.lease}
 """, server=f'storage = "{self.database}"')  # fmt: skip
 

@@ -96,6 +96,91 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class RedisClusterServer:
+    """Three `redis-server` masters in cluster mode (no replicas), slots spread by
+    `redis-cli --cluster create`; the tests share it, wiping it between clusters (DB 0 only)."""
+
+    SIZE = 3
+
+    def __init__(self) -> None:
+        ensure_packages("redis-server")
+        self.dir = Path(tempfile.mkdtemp(prefix="xmppd-redis-cluster-"))
+        self.ports = [_cluster_port() for _ in range(self.SIZE)]
+        self.procs = [self._start(port) for port in self.ports]
+        for port in self.ports:
+            self._wait(lambda p=port: self.cli(p, "PING").strip() == "PONG")
+        hosts = [f"127.0.0.1:{port}" for port in self.ports]
+        created = subprocess.run(["redis-cli", "--cluster", "create", *hosts, "--cluster-replicas",
+                                  "0", "--cluster-yes"], capture_output=True, text=True, timeout=60)
+        if created.returncode:
+            raise RuntimeError(f"redis-cli --cluster create: {created.stdout}{created.stderr}")
+        self._wait(lambda: all("cluster_state:ok" in self.cli(p, "CLUSTER", "INFO")
+                               for p in self.ports))  # fmt: skip
+
+    def _start(self, port: int) -> subprocess.Popen:
+        home = self.dir / str(port)
+        home.mkdir()
+        return subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(home), "--cluster-enabled", "yes",
+             "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+             "--logfile", str(home / "redis.log")],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    @staticmethod
+    def _wait(ready, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Redis Cluster did not come up")
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def cli(self, port: int, *args: str) -> str:
+        result = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True,
+                                text=True, timeout=10)  # fmt: skip
+        return result.stdout
+
+    def wipe(self) -> None:
+        for port in self.ports:
+            self.cli(port, "FLUSHALL")
+
+    def client(self, db: int = 0):
+        from redis.cluster import ClusterNode, RedisCluster
+
+        assert db == 0
+        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in self.ports])
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10000 higher) is free too."""
+    import random
+    import socket
+
+    while True:
+        port = random.randint(20000, 45000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
 class PostgresServer:
     """A PostgreSQL 15 cluster of its own (initdb, trust on loopback), run as the `postgres`
     user when the tests run as root (PostgreSQL refuses root)."""

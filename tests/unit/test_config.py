@@ -359,6 +359,7 @@ def test_a_cluster_table_makes_a_clustered_node(tmp_path: Path) -> None:
     [
         ('node = "n 1"\nredis = "redis://r/0"', "cluster.node: must be 1 to 64 letters"),
         ('node = "n1"\nredis = "http://r/0"', "cluster.redis: must be a redis://"),
+        ('node = "n1"\nredis = "redis+cluster://r:7000/1"', "cluster.redis: Redis Cluster has"),
         ('redis = "redis://r/0"', "cluster.node: required"),
         ('node = "n1"\nredis = "redis://r/0"\nlease = 0', "cluster.lease: must be a number"),
         ('node = "n1"\nredis = "redis://r/0"\nleases = 3', 'unknown key "cluster.leases"'),

@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from cluster import keys
+from cluster.connect import connect
 from cluster.relay import Relay
 from cluster.sessions import ClusterSessions
 from routing.sessions import LocalSessionManager, Opened
@@ -34,20 +35,25 @@ class Harness:
         return await asyncio.wait_for(answer, 5)
 
 
-@pytest.fixture(params=["local", "redis"])
+@pytest.fixture(params=["local", "redis", "redis-cluster"])
 def make(request):
-    """make(node) -> a Harness; every Redis-backed one of a test shares one Redis database."""
+    """make(node) -> a Harness; every Redis-backed one of a test shares one Redis database (or
+    the tests' Redis Cluster)."""
     clients = []
 
     def build(node: str = "n1") -> Harness:
         if request.param == "local":
             return Harness(LocalSessionManager(), node)
-        from redis.asyncio import Redis
-
-        server = request.getfixturevalue("redis_server")
-        if not clients:
-            server.cli("-n", "15", "FLUSHDB")
-        client = Redis(port=server.port, db=15)
+        if request.param == "redis-cluster":
+            server = request.getfixturevalue("redis_cluster_server")
+            if not clients:
+                server.wipe()
+            client = connect(server.url)
+        else:
+            server = request.getfixturevalue("redis_server")
+            if not clients:
+                server.cli("-n", "15", "FLUSHDB")
+            client = connect(f"redis://127.0.0.1:{server.port}/15")
         clients.append(client)
         return Harness(ClusterSessions(client, Relay(client, node, "boot"), node), node)
 
