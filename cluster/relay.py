@@ -57,6 +57,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._reading = True
+        self._failing: set[str] = set()  # "read", "write": failing since it was said
         self.received = 0
         self.duplicates = 0
 
@@ -86,10 +87,11 @@ class Relay:
             while self._out:
                 try:
                     await self._flush(min(len(self._out), BATCH))
+                    self._trouble("write", None)
                 except (RedisError, OSError) as exc:
                     if asyncio.current_task().cancelling():
                         raise  # stopping: redis-py turned the cancellation into an error
-                    log.warning("relay: cannot write to Redis (%s); retrying", exc)
+                    self._trouble("write", exc)
                     await asyncio.sleep(0.5)
 
     async def _flush(self, count: int) -> None:
@@ -178,7 +180,18 @@ class Relay:
         self._unconfirmed.clear()
         self._out.extendleft(reversed(again))
         self._wake.set()
-        log.warning("relay: Redis lost its data; sending %d unconfirmed packets again", len(again))
+        log.warning("relay: a new Redis run (restarted or failed over); sending %d unconfirmed "
+                    "packets again", len(again))  # fmt: skip
+
+    def _trouble(self, what: str, exc: BaseException | None) -> None:
+        """Say once that reading or writing fails (retried every fraction of a second, for as
+        long as a failover takes), and once that it works again."""
+        if exc is not None and what not in self._failing:
+            self._failing.add(what)
+            log.warning("relay: cannot %s Redis (%s); retrying", what, exc)
+        elif exc is None and what in self._failing:
+            self._failing.discard(what)
+            log.warning("relay: can %s Redis again", what)
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -204,13 +217,14 @@ class Relay:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     log.warning("relay: the stream's group is gone (Redis restarted empty)")
                 else:
-                    log.warning("relay: cannot read from Redis (%s); retrying", exc)
+                    self._trouble("read", exc)
                 await asyncio.sleep(0.2)
                 try:
                     await self.ensure_group()
                 except (RedisError, OSError):
                     pass
                 continue
+            self._trouble("read", None)
             entries = reply[0][1] if reply else []
             if not entries:
                 start = ">"

@@ -300,15 +300,17 @@ class ClusterSessions(SessionTable):
         return list(self._own.values())
 
     async def restore(self) -> None:
-        """Redis came back empty: write this node's sessions back."""
+        """A new Redis run (a restart, a failover): write back the sessions it lacks."""
         pipe = self.client.pipeline(transaction=False)
         for entry in self._own.values():
             await self._restore(keys=[keys.sessions(str(entry.jid.bare))],
                           args=[entry.jid.resource, entry.version, f"{self.node} {entry.address}"],
                           client=pipe)  # fmt: skip
             pipe.sadd(keys.index(self.node), index_member(entry.jid, entry.address))
-        await pipe.execute()
-        log.warning("Redis lost its data: wrote %d sessions of this node back", len(self._own))
+        written = await pipe.execute()
+        missing = sum(written[::2])
+        log.warning("a new Redis run (restarted or failed over): %d of this node's %d sessions "
+                    "were missing and are written back", missing, len(self._own))  # fmt: skip
 
     # --- Redis, in order, many operations to a pipeline -------------------------------------------
 

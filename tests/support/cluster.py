@@ -9,7 +9,12 @@ import time
 from pathlib import Path
 
 from tests.support.server import Server, make_server
-from tests.support.services import PostgresServer, RedisClusterServer, RedisServer
+from tests.support.services import (
+    PostgresServer,
+    RedisClusterServer,
+    RedisSentinelSet,
+    RedisServer,
+)
 
 LEASE = 2.0  # seconds: a dead node is reaped within about LEASE + 1 s
 
@@ -17,11 +22,11 @@ LEASE = 2.0  # seconds: a dead node is reaped within about LEASE + 1 s
 class Cluster:
     made = 0  # clusters made so far: each gets a Redis database of its own (two may run at once)
 
-    def __init__(self, tmp: Path, redis: RedisServer | RedisClusterServer,
+    def __init__(self, tmp: Path, redis: RedisServer | RedisClusterServer | RedisSentinelSet,
                  postgres: PostgresServer, size: int = 3, lease: float = LEASE) -> None:
         self.redis = redis
         self.database = postgres.new_database()
-        if isinstance(redis, RedisClusterServer):
+        if not isinstance(redis, RedisServer):  # Redis Cluster or Sentinel: database 0
             self.db = 0  # (one cluster on it at a time)
             self.redis_url = redis.url
             redis.wipe()

@@ -165,6 +165,114 @@ class RedisClusterServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class RedisSentinelSet:
+    """One master, one replica and three sentinels watching them (quorum 2, a master silent for
+    a second is failed over): private `redis-server` processes, for one test that kills the
+    master."""
+
+    MASTER = "xmppd"
+
+    def __init__(self) -> None:
+        ensure_packages("redis-server")
+        self.dir = Path(tempfile.mkdtemp(prefix="xmppd-sentinel-"))
+        self.master_port, self.replica_port = free_port(), free_port()
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.procs: dict[int, subprocess.Popen] = {}
+        self._redis(self.master_port)
+        self._redis(self.replica_port, "--replicaof", "127.0.0.1", str(self.master_port))
+        self._wait(lambda: "master_link_status:up" in self.cli(self.replica_port, "INFO",
+                                                                 "replication"))  # fmt: skip
+        for port in self.sentinel_ports:
+            home = self.dir / f"s{port}"
+            home.mkdir()
+            conf = home / "sentinel.conf"
+            conf.write_text(f"""port {port}
+bind 127.0.0.1
+dir {home}
+logfile {home}/sentinel.log
+sentinel monitor {self.MASTER} 127.0.0.1 {self.master_port} 2
+sentinel down-after-milliseconds {self.MASTER} 1000
+sentinel failover-timeout {self.MASTER} 5000
+sentinel parallel-syncs {self.MASTER} 1
+""")
+            self.procs[port] = subprocess.Popen(["redis-server", str(conf), "--sentinel"],
+                                                stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL)  # fmt: skip
+        # Every sentinel knows the replica and the other sentinels before anything fails.
+        self._wait(lambda: all(self._sentinel_sees(p) for p in self.sentinel_ports))
+
+    def _redis(self, port: int, *args: str) -> None:
+        home = self.dir / str(port)
+        home.mkdir()
+        self.procs[port] = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(home), "--logfile", str(home / "redis.log"),
+             *args],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait(lambda: self.cli(port, "PING").strip() == "PONG")
+
+    def _sentinel_sees(self, port: int) -> bool:
+        info = self.cli(port, "SENTINEL", "MASTER", self.MASTER)
+        fields = dict(zip(info.split("\n")[::2], info.split("\n")[1::2], strict=False))
+        return fields.get("num-slaves") == "1" and fields.get("num-other-sentinels") == "2"
+
+    @staticmethod
+    def _wait(ready, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Redis Sentinel set did not come up")
+
+    @property
+    def url(self) -> str:
+        sentinels = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{sentinels}/{self.MASTER}/0"
+
+    def cli(self, port: int, *args: str) -> str:
+        result = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True,
+                                text=True, timeout=10)  # fmt: skip
+        return result.stdout
+
+    def master(self) -> int:
+        """The port the sentinels name as master now."""
+        reply = self.cli(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+                         self.MASTER).split()  # fmt: skip
+        return int(reply[1]) if len(reply) == 2 else 0
+
+    def kill_master(self) -> int:
+        """kill -9 the master; its port."""
+        port = self.master()
+        self.procs[port].kill()
+        self.procs[port].wait(10)
+        return port
+
+    def wait_failover(self, old: int, timeout: float = 30) -> int:
+        """Until the sentinels have promoted another master and it takes writes; its port."""
+        self._wait(lambda: self.master() not in (0, old)
+                   and "role:master" in self.cli(self.master(), "INFO", "replication"),
+                   timeout)  # fmt: skip
+        return self.master()
+
+    def wipe(self) -> None:
+        self.cli(self.master(), "FLUSHALL")
+
+    def client(self, db: int = 0):
+        import redis
+
+        return redis.Redis(port=self.master(), db=db)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def _cluster_port() -> int:
     """A free port whose cluster bus port (10000 higher) is free too."""
     import random
