@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from pykka import ActorDeadError
@@ -48,6 +49,29 @@ def _remember(key: tuple, text: str) -> str:
     return text
 
 
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """What is kept of a session that ended: its last facts and transitions."""
+
+    at: float
+    info: dict
+    transitions: tuple
+    count: int
+
+    def history(self, since: int = 0) -> list[dict]:
+        return _numbered(self.transitions, self.count, since)
+
+
+def _numbered(transitions: Any, count: int, since: int) -> list[dict]:
+    """Kept transitions numbered from 1 (the session's first), those after `since`."""
+    first = count - len(transitions) + 1
+    return [
+        {"n": n, "from": before, "event": event, "to": after, "at": at}
+        for n, (before, event, after, at) in enumerate(transitions, first)
+        if n > since
+    ]
+
+
 class HostActor(RunQueueActor, Host):
     """No protocol decisions here: every `if` about XMPP belongs to fsm/ or features/."""
 
@@ -57,6 +81,7 @@ class HostActor(RunQueueActor, Host):
         Host.__init__(self, machine, data, services, transport, address)
         self.state_since = time.time()
         self.transitions: deque = deque(maxlen=RING)
+        self.transition_count = 0  # numbers the transitions, for a watcher (`--watch`)
         services.attach(address, self)
         if trace is not None:
             self.start_trace(trace, snapshot=False)
@@ -89,6 +114,7 @@ class HostActor(RunQueueActor, Host):
         else:
             text = label(event)
         self.transitions.append((before, text, after, now))
+        self.transition_count += 1
         if after != before:
             self.state_since = now
         if log.isEnabledFor(logging.DEBUG):
@@ -162,8 +188,8 @@ class HostActor(RunQueueActor, Host):
             "priority": data.priority,
         }
 
-    def history(self) -> list[dict]:
-        return [
-            {"from": before, "event": event, "to": after, "at": at}
-            for before, event, after, at in self.transitions
-        ]
+    def history(self, since: int = 0) -> list[dict]:
+        return _numbered(self.transitions, self.transition_count, since)
+
+    def ended(self) -> Ended:
+        return Ended(time.time(), self.info(), tuple(self.transitions), self.transition_count)

@@ -43,10 +43,12 @@ class AdminServer:
             "kick": self.cmd_kick,
             "trace": self.cmd_trace,
             "nodes": self.cmd_nodes,
+            "counts": self.cmd_counts,
             # What one node answers another (cluster.member.ClusterMember.ask):
             "local_sessions": self.local_sessions,
             "local_session": self.local_session,
             "local_kick": self.local_kick,
+            "local_counts": self.local_counts,
         }
         if node.cluster is not None:
             node.cluster.answer_with = self.handle
@@ -149,15 +151,55 @@ class AdminServer:
             row["node"] = self.node.node_id
         return sorted(rows, key=lambda r: r["state_since"])
 
-    async def cmd_session(self, id: str) -> dict:
-        return await self._anywhere("local_session", id)
+    async def cmd_session(self, id: str, since: int = 0, node: str | None = None) -> dict:
+        """One session with its transitions after the `since`-th (on `node`, when known)."""
+        cluster = self.node.cluster
+        if node is not None and cluster is not None and node != self.node.node_id:
+            ok, result = await cluster.ask(node, "local_session", {"id": id, "since": since})
+            if not ok:
+                raise AdminError(result)
+            return result
+        return await self._anywhere("local_session", id, since=since)
 
-    def local_session(self, id: str) -> dict:
-        actor = self.find(id)
-        info = actor.info()
+    def local_session(self, id: str, since: int = 0) -> dict:
+        """A running session, else one that ended lately (with `ended_at`)."""
+        try:
+            actor = self.find(id)
+        except AdminError:
+            ended = self.find_ended(id)
+            if ended is None:
+                raise
+            info = dict(ended.info, ended_at=ended.at, transitions=ended.history(since))
+        else:
+            info = actor.info()
+            info["transitions"] = actor.history(since)
         info["node"] = self.node.node_id
-        info["transitions"] = actor.history()
         return info
+
+    def find_ended(self, ident: str) -> Any:
+        ended = self.node.ended.get(ident)
+        if ended is None:
+            for candidate in reversed(self.node.ended.values()):
+                if ident in (candidate.info["jid"], candidate.info["stream_id"]):
+                    return candidate
+        return ended
+
+    async def cmd_counts(self) -> dict:
+        """Connections by c2s state, per node of the cluster (`sessions --watch`)."""
+        cluster = self.node.cluster
+        counts = {self.node.node_id: self.local_counts()}
+        if cluster is not None:
+            others = cluster.alive()[1:]
+            answers = await asyncio.gather(*[cluster.ask(n, "local_counts", {}) for n in others])
+            for node, (ok, result) in zip(others, answers, strict=True):
+                counts[node] = result if ok else {"error": result}
+        return counts
+
+    def local_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for actor in list(self.node.actors.values()):
+            counts[actor.state] = counts.get(actor.state, 0) + 1
+        return counts
 
     async def cmd_kick(self, id: str, condition: str = "policy-violation") -> dict:
         return await self._anywhere("local_kick", id, condition=condition)

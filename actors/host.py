@@ -36,6 +36,23 @@ from routing.sessions import Opened
 from xmpp.stream import serialize
 
 
+class LoginCounts:
+    """Logins and failed attempts by SASL mechanism, since the node started (metrics)."""
+
+    def __init__(self) -> None:
+        self.succeeded: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
+
+    def observe(self, before: Any, after: Any) -> None:
+        """Count what one step of a c2s machine did to its login."""
+        if after.user is not None and before.user is None:
+            name = after.sasl_mechanism or "unknown"
+            self.succeeded[name] = self.succeeded.get(name, 0) + 1
+        elif after.sasl_failures > before.sasl_failures:
+            name = before.sasl_mechanism or "none"  # (none: the client named none on offer)
+            self.failed[name] = self.failed.get(name, 0) + 1
+
+
 class Services(Protocol):
     """What a host needs from its node (or its replay world), handed in as one object."""
 
@@ -142,6 +159,7 @@ class Host:
         self.handlers = handlers_for(machine)
         self.query_all: Callable | None = getattr(services, "query_all", None)
         self.trace: Any = None  # an actors.trace.Tracer while the session is traced
+        self.logins: LoginCounts | None = getattr(services, "logins", None)
 
     # --- what a host of a kind provides ------------------------------------------------------
 
@@ -169,8 +187,10 @@ class Host:
         trace = self.trace
         if trace is not None:
             trace.event(event)
-        before = self.state
-        self.state, self.data, actions = self.step(before, event, self.data)
+        before, data = self.state, self.data
+        self.state, self.data, actions = self.step(before, event, data)
+        if before != "session_established" and self.logins is not None:
+            self.logins.observe(data, self.data)
         self.record(before, event, self.state)
         if trace is not None:
             trace.transition(before, event, self.state, self.data, actions)

@@ -8,15 +8,16 @@ import asyncio
 import logging
 import resource
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pykka import ActorDeadError
 
-from actors.actor import HostActor
+from actors.actor import Ended, HostActor
 from actors.connection import Connection
+from actors.host import LoginCounts
 from actors.lanes import StorageLanes
 from actors.randomness import ENTROPY
 from actors.runtime import Scheduler
@@ -29,6 +30,7 @@ from routing.work import AccountWork
 log = logging.getLogger("xmppd.node")
 
 LANES = 4
+ENDED_KEPT = 200  # ended sessions whose last transitions `xmppctl session ID` can still show
 
 # Events one node may give a session on another (routing.routes.RouteTable.tell), by name.
 REMOTE_EVENTS: dict[str, type] = {"SessionReplaced": SessionReplaced, "Kick": Kick}
@@ -91,6 +93,9 @@ class Node:
         self.tracing = tracing  # actors.trace.Tracing
         self.scheduler = Scheduler(loop)
         self.actors: dict[str, HostActor] = {}  # session address -> its actor
+        # The last sessions that ended, for `xmppctl session ID` (and a watcher) to show how.
+        self.ended: OrderedDict[str, Ended] = OrderedDict()
+        self.logins = LoginCounts()
         self.per_ip: Counter[str] = Counter()
         self.servers: list[asyncio.base_events.Server] = []
         self.started = time.time()
@@ -174,7 +179,11 @@ class Node:
         return ref
 
     def _forget(self, conn: Connection) -> None:
-        if self.actors.pop(conn.conn_id, None) is not None:
+        actor = self.actors.pop(conn.conn_id, None)
+        if actor is not None:
+            self.ended[conn.conn_id] = actor.ended()
+            if len(self.ended) > ENDED_KEPT:
+                self.ended.popitem(last=False)
             ip = conn.peer.rsplit(":", 1)[0]
             self.per_ip[ip] -= 1
             if self.per_ip[ip] <= 0:
@@ -258,6 +267,7 @@ class NodeServices:
         self.sessions = node.sessions
         self.max_sessions = node.limits.max_sessions_per_account
         self.auth = node.auth
+        self.logins = node.logins
 
     def query(self, account: str, query: Any, reply: Callable[[Any], None]) -> None:
         self.node_ref.lanes.submit(account, query.call, query.args, reply)

@@ -44,6 +44,15 @@ class LocalSessions(Protocol):
 ServerHooks = Callable[[str, etree._Element], list | None]
 
 
+class RouterCounts:
+    """What the router did, since the node started (exported as metrics)."""
+
+    __slots__ = ("routed", "relayed", "bounced", "offline")
+
+    def __init__(self) -> None:
+        self.routed = self.relayed = self.bounced = self.offline = 0
+
+
 class Router:
     def __init__(
         self,
@@ -61,11 +70,13 @@ class Router:
         self.work = work
         self.routes = routes if routes is not None else SingleNodeRoutes()
         self.hooks: ServerHooks = lambda _name, _stanza: None
+        self.counts = RouterCounts()
 
     # --- routePacket -----------------------------------------------------------------------
 
     def route(self, stanza: etree._Element) -> None:
         """Deliver `stanza` (whose `from` is already stamped) or answer it with an error."""
+        self.counts.routed += 1
         try:
             to = JID.parse(stanza.get("to") or "")
         except JIDMalformed:
@@ -98,6 +109,7 @@ class Router:
         return self.bounce(stanza, "service-unavailable")
 
     def other_node(self, node: str, stanza: etree._Element) -> None:
+        self.counts.relayed += 1
         self.routes.relay(node, stanza)
 
     def local_session(self, entry: SessionEntry, stanza: etree._Element) -> None:
@@ -113,12 +125,14 @@ class Router:
         if self.work.pending:  # the common case has no work in flight at all
             self.local_session(entry, stanza)
         elif entry.node != self.node:
+            self.counts.relayed += 1
             self.routes.relay_session(entry, stanza)
         elif not self.local.deliver(entry.address, stanza):  # (_hand, inlined: hot)
             self._gone(entry, stanza)
 
     def _hand(self, entry: SessionEntry, stanza: etree._Element) -> None:
         if entry.node != self.node:
+            self.counts.relayed += 1
             self.routes.relay_session(entry, stanza)
         elif not self.local.deliver(entry.address, stanza):
             self._gone(entry, stanza)
@@ -184,17 +198,23 @@ class Router:
         if eligible:
             top = max(e.priority for e in eligible)
             return self._fan_out([e for e in eligible if e.priority == top], stanza)
-        if not self._hook("undeliverable_message", stanza):
-            self.bounce(stanza, "service-unavailable")
+        self._store_or_bounce(stanza)
         return None
 
     def undeliverable(self, stanza: etree._Element) -> None:
         """No session can take `stanza` and it must not travel further: a message goes to
         offline storage (or bounces), an IQ bounces, a presence is dropped."""
         if stanza.tag == MESSAGE and stanza.get("type") not in ("error", "groupchat"):
-            if not self._hook("undeliverable_message", stanza):
-                self.bounce(stanza, "service-unavailable")
+            self._store_or_bounce(stanza)
         elif stanza.tag != PRESENCE:
+            self.bounce(stanza, "service-unavailable")
+
+    def _store_or_bounce(self, stanza: etree._Element) -> None:
+        """Offline storage takes a message no session can (its feature bounces what is over
+        the account's limit); without that feature, it bounces."""
+        if self._hook("undeliverable_message", stanza):
+            self.counts.offline += 1
+        else:
             self.bounce(stanza, "service-unavailable")
 
     def _hook(self, name: str, stanza: etree._Element) -> bool:
@@ -217,6 +237,7 @@ class Router:
         if kind in ("error", "result") or stanza.get("from") is None:
             log.debug("dropping undeliverable %s of type %s", etree.QName(stanza).localname, kind)
             return
+        self.counts.bounced += 1
         reply = error_reply(stanza, condition, text)
         if condition == "jid-malformed":
             reply.attrib.pop("from", None)  # the reply comes from the server, not a bad JID

@@ -163,6 +163,10 @@ def admin(config: Config, cmd: str, **args: Any) -> Any:
 
 
 def sessions(config: Config, args: argparse.Namespace) -> Any:
+    if args.watch:
+        from xmppd.watch import watch_counts
+
+        return watch_counts(lambda: admin(config, "counts"), args.interval or 1.0)
     return admin(config, "sessions", state=args.state, user=args.user, node=args.node)
 
 
@@ -171,6 +175,11 @@ def nodes(config: Config, args: argparse.Namespace) -> Any:
 
 
 def session(config: Config, args: argparse.Namespace) -> Any:
+    if args.watch:
+        from xmppd.watch import watch_session
+
+        ask = lambda **kw: admin(config, "session", **kw)  # noqa: E731
+        return watch_session(ask, args.id, args.interval or 0.25, gone=CtlError)
     return admin(config, "session", id=args.id)
 
 
@@ -208,6 +217,10 @@ JID_ARG = Arg(("jid",), {"metavar": "JID", "help": "the account, user@domain"})
 PASSWORD = Arg(("--password",), {"metavar": "P", "help": "the password (else asked for)"})
 JSON = Arg(("--json",), {"action": "store_true", "help": "print JSON"})
 ID = Arg(("id",), {"metavar": "ID", "help": "connection id or full JID"})
+WATCH = Arg(("--watch",), {"action": "store_true", "help": "show changes as they happen (Ctrl-C)"})
+INTERVAL = Arg(("--interval",), {"type": float, "metavar": "S",
+                                 "help": "seconds between looks with --watch (session 0.25, "
+                                         "sessions 1)"})  # fmt: skip
 
 COMMANDS = (
     Command(("user", "add"), "create an account", user_add, (JID_ARG, PASSWORD)),
@@ -234,10 +247,17 @@ COMMANDS = (
             Arg(("--state",), {"metavar": "S"}),
             Arg(("--user",), {"metavar": "U"}),
             JSON,
+            WATCH,
+            INTERVAL,
         ),
     ),
     Command(("nodes",), "the nodes of the cluster: lease, sessions, version", nodes, (JSON,)),
-    Command(("session",), "one connection with its last transitions", session, (ID, JSON)),
+    Command(
+        ("session",),
+        "one connection with its last transitions (--watch: its transitions as they happen)",
+        session,
+        (ID, JSON, WATCH, INTERVAL),
+    ),
     Command(("kick",), "close a session with a stream error", kick, (ID,)),
     Command(("status",), "the running node in brief", status, (JSON,)),
     Command(

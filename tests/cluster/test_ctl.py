@@ -72,3 +72,74 @@ def test_a_node_that_does_not_answer_is_named(fresh_cluster):
     finally:
         n2.proc.send_signal(signal.SIGCONT)
     cluster.wait_joined()
+
+
+def watching(node, *args):
+    """xmppctl ARGS --watch on `node`, its output read line by line."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "xmppd.ctl", "--config", str(node.config_path), *args, "--watch"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def line_with(proc, text: str, timeout: float = 10) -> str:
+    import asyncio
+
+    async def read() -> str:
+        while True:
+            line = await asyncio.to_thread(proc.stdout.readline)
+            if not line or text in line:
+                return line
+
+    line = await asyncio.wait_for(read(), timeout)
+    assert text in line, f"xmppctl --watch ended without {text!r}: {proc.stderr.read()}"
+    return line
+
+
+def test_watching_a_session_on_another_node_shows_its_transitions_live(cluster, run):
+    n1, _, n3 = cluster.nodes
+
+    async def scenario():
+        victor = await online(n1, "victor", "watched")
+        watch = watching(n3, "session", "victor@localhost/watched")
+        try:
+            head = await line_with(watch, "watching session")
+            assert "on node n1" in head and "session_established" in head
+            victor.send_message(mto="walter@localhost", mbody="seen live", mtype="chat")
+            line = await line_with(watch, "<message")
+            assert "session_established --<message type='chat'>" in line
+            assert line.rstrip().endswith("--> session_established")
+            await victor.close()
+            await line_with(watch, "</stream:stream>")  # the client's close, as it happens
+            assert watch.wait(10) == 0, "the watch ends with the session"
+            assert "ended" in watch.stdout.read()
+        finally:
+            watch.kill()
+
+    run(scenario())
+
+
+def test_watching_the_counts_by_state_of_every_node(cluster, run):
+    n1, n2, _ = cluster.nodes
+
+    async def scenario():
+        walter = await online(n1, "walter", "counted")
+        lurker = RawClient(n2)  # connected, never authenticated
+        lurker.send(b"<?xml version='1.0'?>")
+        watch = watching(n2, "sessions", "--interval", "0.3")
+        try:
+            header = await line_with(watch, "STATE")
+            assert header.split()[1:] == ["n1", "n2", "n3", "TOTAL"]
+            established = await line_with(watch, "session_established")
+            assert int(established.split()[1]) >= 1  # walter, on n1
+            waiting = await line_with(watch, "wait_for_stream")
+            assert int(waiting.split()[2]) >= 1  # the lurker, on n2
+            await line_with(watch, "connections by c2s state")  # and again, refreshed
+        finally:
+            watch.send_signal(signal.SIGINT)
+            assert watch.wait(10) == 0
+            lurker.close()
+            await close_all(walter)
+
+    run(scenario())

@@ -401,7 +401,7 @@ def test_session_shows_transitions_by_id_and_by_full_jid(server, run):
             assert info["id"] == conn_id
             assert info["jid"] == full
             steps = info["transitions"]
-            assert steps and all(set(s) == {"from", "event", "to", "at"} for s in steps)
+            assert steps and all(set(s) == {"n", "from", "event", "to", "at"} for s in steps)
             assert steps[0]["from"] == "wait_for_stream"
             assert steps[-1]["to"] == "session_established"
             assert [s["at"] for s in steps] == sorted(s["at"] for s in steps)
