@@ -45,6 +45,10 @@ class StorageLanes:
             self._start(index)
         self._queues[index].put((call, args, done))
 
+    def depth(self) -> int:
+        """Jobs waiting on the lanes (not yet running)."""
+        return sum(q.qsize() for q in self._queues)
+
     def _start(self, index: int) -> None:
         thread = threading.Thread(
             target=self._run, args=(self._queues[index],), name=f"xmppd-lane{index}", daemon=True

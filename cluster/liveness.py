@@ -5,6 +5,7 @@ key) cleans up after it."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,21 @@ return 0
 REAPING = b"reaping"  # a dead node's lease while a survivor reaps it
 
 
+class RoundTrips:
+    """Round trips to Redis (the lease's renewals and run-id looks), counted in buckets of
+    seconds, as a Prometheus histogram reports them."""
+
+    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BUCKETS) + 1)  # the last: above every bucket
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+
 class NameTaken(Exception):
     """Another live node has this node's name."""
 
@@ -66,6 +82,7 @@ class Liveness:
         self.last_renewed = 0.0
         self.run_id: str | None = None
         self.grace_until = 0.0  # no node is taken for dead before this (after a Redis restart)
+        self.round_trips = RoundTrips()
         self._renew = script(client, RENEW)
         self._unfence = script(client, UNFENCE)
         self._task: asyncio.Task | None = None
@@ -176,7 +193,9 @@ class Liveness:
     async def _redis_restarted(self) -> bool:
         """Redis came back without our keys (a new run id): write this node back, and give the
         other nodes a lease's time to do the same before taking any of them for dead."""
+        asked = time.monotonic()
         current = await run_id(self.client)
+        self.round_trips.observe(time.monotonic() - asked)
         if current == self.run_id:
             return False
         log.warning("cluster: Redis restarted or failed over (new run id); writing this node back")
@@ -211,6 +230,7 @@ class Liveness:
                                  args=[self.boot, int(self.timing.lease * 1000)]):  # fmt: skip
             self._lose("the lease is gone from Redis")
             return
+        self.round_trips.observe(time.monotonic() - asked)
         self.last_renewed = asked
 
     def fresh(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -79,6 +80,11 @@ class Relay:
         """Packets sent but not yet confirmed handled by their receivers (or not yet written)."""
         unconfirmed = sum(len(ps) for q in self._unconfirmed.values() for _, _, ps in q)
         return len(self._out) + unconfirmed
+
+    def lag(self) -> float:
+        """Seconds the oldest packet written but not confirmed handled has waited (0: none)."""
+        oldest = min((q[0][1][0] for q in self._unconfirmed.values() if q), default=None)
+        return 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
 
     async def _flush_forever(self) -> None:
         while True:

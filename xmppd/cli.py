@@ -122,6 +122,20 @@ async def _serve(
     for plugin in plugins:
         plugin(node, admin)
     await admin.start()
+    metrics = None
+    if config.metrics is not None:
+        from xmppd.metrics import start_metrics
+
+        spec = config.metrics
+        try:
+            metrics = start_metrics(node, loop, spec.address, spec.port)
+        except OSError as exc:
+            await node.shutdown()
+            admin.close()
+            storage.close()
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise StartupError(f"cannot serve metrics on {spec.address}:{spec.port}: "
+                               f"{reason}") from exc  # fmt: skip
     # What is loaded by now lives as long as the process: out of the collector's sight, so
     # its full collections walk the sessions' objects only; and young collections less often
     # (a login makes a few hundred short-lived containers).
@@ -135,6 +149,8 @@ async def _serve(
     await stopped.wait()
     logging.getLogger("xmppd").info("shutting down")
     await node.shutdown()
+    if metrics is not None:
+        metrics.shutdown()
     admin.close()
     storage.close()
     return 0

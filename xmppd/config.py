@@ -205,6 +205,14 @@ class ClusterConfig:
     lease: float = setting(8.0, seconds)  # a node silent this long is taken for dead
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    """Present when the file has a [metrics] table: Prometheus metrics at /metrics."""
+
+    port: int = derived(integer(1, 65535))
+    address: str = setting("127.0.0.1", text)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig
@@ -214,6 +222,7 @@ class Config:
     sasl: SaslConfig = SaslConfig()
     testing: TestingConfig = TestingConfig()
     cluster: ClusterConfig | None = None
+    metrics: MetricsConfig | None = None
     source: Path | None = None  # the file this was loaded from
 
     def host(self, name: str) -> HostConfig | None:
@@ -237,7 +246,8 @@ def load_config(path: Path | None, data_dir: Path | None = None) -> Config:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from e
         base = Path(path).absolute().parent
-    top = _table(raw, "", ("server", "hosts", "listeners", "limits", "sasl", "testing", "cluster"))
+    top = _table(raw, "", ("server", "hosts", "listeners", "limits", "sasl", "testing", "cluster",
+                            "metrics"))  # fmt: skip
 
     server = _values(ServerConfig, top.get("server", {}), "server")
     if data_dir is not None:
@@ -253,8 +263,10 @@ def load_config(path: Path | None, data_dir: Path | None = None) -> Config:
     if testing.any_password:
         _loopback_only(listeners)
     cluster = _cluster(top["cluster"], server["storage"]) if "cluster" in top else None
+    metrics = _metrics(top["metrics"]) if "metrics" in top else None
     return Config(
         cluster=cluster,
+        metrics=metrics,
         server=ServerConfig(**server),
         hosts=_hosts(_table(hosts, "hosts"), base, root),
         listeners=listeners,
@@ -295,6 +307,13 @@ def _hosts(table: dict[str, Any], base: Path, data_dir: Path) -> tuple[HostConfi
             raise _fail(f"{where}.sasl_mechanisms", "empty, so nobody could log in")
         hosts[name] = HostConfig(name=name, **values)
     return tuple(hosts.values())
+
+
+def _metrics(raw: Any) -> MetricsConfig:
+    values = _values(MetricsConfig, raw, "metrics")
+    if "port" not in values:
+        raise _fail("metrics.port", "required in a [metrics] table (metrics are off without it)")
+    return MetricsConfig(**values)
 
 
 def _cluster(raw: Any, storage: str) -> ClusterConfig:

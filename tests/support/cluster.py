@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from tests.support.server import Server, make_server
+from tests.support.server import Server, free_port, make_server
 from tests.support.services import (
     PostgresServer,
     RedisClusterServer,
@@ -39,12 +39,18 @@ class Cluster:
         self.nodes: list[Server] = [self._make(tmp, i) for i in range(size)]
 
     def _make(self, tmp: Path, i: int) -> Server:
-        return make_server(tmp / f"n{i + 1}", extra_config=f"""
+        metrics_port = free_port()
+        node = make_server(tmp / f"n{i + 1}", extra_config=f"""
 [cluster]
 node = "n{i + 1}"
 redis = "{self.redis_url}"
 lease = {self.lease}
+
+[metrics]
+port = {metrics_port}
 """, server=f'storage = "{self.database}"')  # fmt: skip
+        node.metrics_port = metrics_port
+        return node
 
     def start(self) -> Cluster:
         for node in self.nodes:

@@ -16,6 +16,7 @@ from xmppd.config import (
     HostConfig,
     LimitsConfig,
     ListenerConfig,
+    MetricsConfig,
     SaslConfig,
     ServerConfig,
     load_config,
@@ -373,3 +374,13 @@ def test_a_bad_cluster_table_is_refused_by_key(tmp_path: Path, table: str, messa
 def test_a_clustered_node_on_sqlite_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="server.storage: a clustered node needs the cluster's"):
         load(tmp_path, '[cluster]\nnode = "n1"\nredis = "redis://r/0"\n')
+
+
+def test_metrics_are_off_unless_a_port_is_set(tmp_path):
+    assert load(tmp_path, "").metrics is None
+    assert load(tmp_path, "[metrics]\nport = 9100\n").metrics == MetricsConfig(
+        port=9100, address="127.0.0.1")  # fmt: skip
+    with pytest.raises(ConfigError, match="metrics.port: required"):
+        load(tmp_path, '[metrics]\naddress = "0.0.0.0"\n')
+    with pytest.raises(ConfigError, match="metrics.port: must be between 1 and 65535"):
+        load(tmp_path, "[metrics]\nport = 70000\n")
