@@ -32,12 +32,15 @@ def cluster(request, tmp_path_factory, postgres_server):
 
 
 @pytest.fixture
-def fresh_cluster(tmp_path, redis_server, postgres_server):
-    """A cluster of the test's own, for tests that kill, pause or cut off its nodes."""
+def fresh_cluster(request, tmp_path, postgres_server):
+    """A cluster of the test's own, for tests that kill, pause or cut off its nodes (on the
+    tests' Redis Cluster with redis="redis-cluster")."""
     made = []
 
-    def make(size: int = 3, lease: float = LEASE) -> Cluster:
-        nodes = Cluster(tmp_path / f"c{len(made)}", redis_server, postgres_server, size=size,
+    def make(size: int = 3, lease: float = LEASE, redis: str = "redis") -> Cluster:
+        server = request.getfixturevalue("redis_server" if redis == "redis"
+                                         else "redis_cluster_server")  # fmt: skip
+        nodes = Cluster(tmp_path / f"c{len(made)}", server, postgres_server, size=size,
                         lease=lease)  # fmt: skip
         nodes.add_users(**USERS)
         made.append(nodes)

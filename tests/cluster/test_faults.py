@@ -8,6 +8,8 @@ import json
 import signal
 import time
 
+import pytest
+
 from tests.support.im import (
     befriend_both,
     close_all,
@@ -28,8 +30,9 @@ async def alice_and_bob(alice_node, bob_node):
     return alice, bob
 
 
-def test_kill_9_contacts_hear_unavailable_and_messages_go_offline(fresh_cluster, run):
-    cluster = fresh_cluster()
+@pytest.mark.parametrize("redis", ["redis", "redis-cluster"])
+def test_kill_9_contacts_hear_unavailable_and_messages_go_offline(fresh_cluster, run, redis):
+    cluster = fresh_cluster(redis=redis)
     n1, n2, n3 = cluster.nodes
 
     async def scenario():
@@ -64,8 +67,10 @@ def test_kill_9_contacts_hear_unavailable_and_messages_go_offline(fresh_cluster,
     run(scenario())
 
 
-def test_messages_relayed_to_a_node_that_dies_are_stored_or_delivered_not_lost(fresh_cluster, run):
-    cluster = fresh_cluster()
+@pytest.mark.parametrize("redis", ["redis", "redis-cluster"])
+def test_messages_relayed_to_a_node_that_dies_are_stored_or_delivered_not_lost(fresh_cluster, run,
+                                                                              redis):  # fmt: skip
+    cluster = fresh_cluster(redis=redis)
     n1, n2, n3 = cluster.nodes
 
     async def scenario():
