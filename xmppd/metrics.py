@@ -29,7 +29,8 @@ def snapshot(node: Any) -> dict:
     for actor in list(node.actors.values()):
         states[actor.state] = states.get(actor.state, 0) + 1
     counts = node.router.counts
-    executor = node.scheduler.executor
+    # (ThreadPoolExecutor keeps its queue private; absent, the depth reads 0.)
+    waiting = getattr(node.scheduler.executor, "_work_queue", None)
     taken = {
         "states": states,
         "logins": dict(node.logins.succeeded),
@@ -37,7 +38,7 @@ def snapshot(node: Any) -> dict:
         "stanzas": {"routed": counts.routed, "relayed": counts.relayed,
                     "bounced": counts.bounced, "offline": counts.offline},  # fmt: skip
         "queues": {"storage": node.lanes.depth(),
-                   "blocking": executor._work_queue.qsize()},  # fmt: skip
+                   "blocking": waiting.qsize() if waiting is not None else 0},  # fmt: skip
         "uptime": time.time() - node.started,
     }
     member = node.cluster
