@@ -180,13 +180,13 @@ class Router:
     def _to_bare(self, to: JID, stanza: etree._Element) -> None:
         available = [e for e in self.sessions.resources(to) if e.available]
         if stanza.tag == MESSAGE:
-            return self._message_to_bare(stanza, available)
+            return self._message_to_bare(to, stanza, available)
         if stanza.tag == PRESENCE:
             return self._fan_out(available, stanza)
         # IQs to a bare JID are the server's to answer, on the account's behalf.
         return self.bounce(stanza, "service-unavailable")
 
-    def _message_to_bare(self, stanza: etree._Element, available: list) -> None:
+    def _message_to_bare(self, to: JID, stanza: etree._Element, available: list) -> None:
         kind = stanza.get("type") or "normal"
         if kind == "error":
             return None  # errors to a bare JID are never bounced back (no loops)
@@ -198,6 +198,12 @@ class Router:
         if eligible:
             top = max(e.priority for e in eligible)
             return self._fan_out([e for e in eligible if e.priority == top], stanza)
+        # A session on another node that this node does not know as available yet: its initial
+        # presence may be on its way through the relay. Its node knows; it decides (the relay's
+        # hop limit ends any back and forth in offline storage).
+        waiting = next((e for e in self.sessions.resources(to) if e.node != self.node), None)
+        if waiting is not None:
+            return self.other_node(waiting.node, stanza)
         self._store_or_bounce(stanza)
         return None
 

@@ -134,3 +134,22 @@ def test_closed_sessions_leave_nothing_in_redis(cluster, run):
     assert cluster.session_keys() == []
     for name in ("n1", "n2", "n3"):
         assert cluster.indexed(name) == []
+
+
+def test_a_message_to_a_bare_jid_right_after_initial_presence_on_another_node_is_delivered(
+    cluster, run
+):
+    """The sender's node may not know yet that the session is available (its presence comes
+    through the relay): the message goes to the session's node, which knows, not offline."""
+    n1, n2, _ = cluster.nodes
+
+    async def scenario():
+        mallory = await online(n1, "mallory", "desk")
+        for i in range(3):
+            rupert = await online(n2, "rupert", f"fresh{i}")  # initial presence, then at once:
+            mallory.send_message(mto="rupert@localhost", mbody=f"hello {i}", mtype="chat")
+            await rupert.inbox.expect(message(f"hello {i}"), "delivered live, not stored")
+            await rupert.close()
+        await close_all(mallory)
+
+    run(scenario())
