@@ -22,7 +22,7 @@ from actors.lanes import StorageLanes
 from actors.randomness import ENTROPY
 from actors.runtime import Scheduler
 from features.hooks import ServerContext
-from fsm.core import Deliver, Kick, SessionReplaced, Timeout
+from fsm.core import AUTH_UNAVAILABLE, Deliver, Kick, SessionReplaced, Timeout
 from routing.router import Router
 from routing.routes import RouteTable
 from routing.work import AccountWork
@@ -303,7 +303,7 @@ class NodeServices:
         def answer(outcome: Any) -> None:
             if isinstance(outcome, BaseException):
                 log.error("authentication backend failed for %s: %r", account, outcome)
-                outcome = None
+                outcome = AUTH_UNAVAILABLE
             reply(outcome)
 
         self.node_ref.lanes.submit(account, call, args, answer)

@@ -3,6 +3,7 @@ and handed over at its next initial presence; RFC 6121 §8.5.2 says what else ha
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -15,6 +16,8 @@ from xmpp.errors import error_reply
 from xmpp.jid import JID, JIDMalformed
 from xmpp.ns import q
 from xmpp.stream import serialize
+
+log = logging.getLogger("xmppd.offline")
 
 DELAY = "urn:xmpp:delay"
 HINTS = "urn:xmpp:hints"
@@ -54,7 +57,17 @@ def undeliverable_message(message: etree._Element, context: ServerContext) -> Ho
 
 
 def store_offline(storage: Any, message: etree._Element, limit: int) -> list:
-    """On the account's lane: keep the message, or bounce it (no such account, storage full)."""
+    """On the account's lane: keep the message, or bounce it (no such account, storage full,
+    the database unreachable: the sender must hear that it was not kept)."""
+    try:
+        return _store(storage, message, limit)
+    except Exception as exc:  # noqa: BLE001 - whatever the database raised, nothing is lost silently
+        log.error("offline storage failed (%s); bouncing the message to its sender", exc)
+        return _bounce(message, "internal-server-error",
+                       "the recipient is offline and the message could not be stored")  # fmt: skip
+
+
+def _store(storage: Any, message: etree._Element, limit: int) -> list:
     user = JID.parse(message.get("to") or "").bare
     kind = message.get("type") or "normal"
     if not storage.accounts.exists(user.local, user.domain):
@@ -63,10 +76,14 @@ def store_offline(storage: Any, message: etree._Element, limit: int) -> list:
         return []  # headline and error messages to nobody are dropped (§8.5.2.2)
     if not storable(message):
         return []  # chat states and receipts only matter to a session that is there
-    message.append(delay(user.domain, time.time(), "Offline Storage"))
-    if storage.offline.push(user.local, user.domain, serialize(message).decode(), limit):
+    stamp = delay(user.domain, time.time(), "Offline Storage")
+    message.append(stamp)
+    try:
+        stored = storage.offline.push(user.local, user.domain, serialize(message).decode(), limit)
+    finally:
+        message.remove(stamp)
+    if stored:
         return []
-    message.remove(message[-1])
     return _bounce(message, "service-unavailable", "the recipient's offline storage is full")
 
 

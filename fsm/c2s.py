@@ -8,6 +8,7 @@ from lxml import etree
 
 from fsm import c2s_xml as x
 from fsm.core import (
+    AUTH_UNAVAILABLE,
     CancelTimer,
     CheckPassword,
     CloseSession,
@@ -115,6 +116,11 @@ def wait_for_sasl_response(event, data: C2S) -> Transition:
             return sasl_result(data.sasl.step(payload or b""), data)
         case StreamElement(el) if el.tag == ABORT:
             return sasl_fail(data, "aborted")
+        case CredentialsLoaded(_, answer) | PasswordChecked(_, answer) if (
+            answer == AUTH_UNAVAILABLE
+        ):
+            return sasl_fail(data, "temporary-auth-failure", "the account database cannot be "
+                             "reached; try again later")  # fmt: skip
         case CredentialsLoaded(_, credentials):
             return sasl_result(data.sasl.credentials(credentials), data)
         case PasswordChecked(_, ok):

@@ -76,21 +76,26 @@ class Deliver:
     stanza: etree._Element
 
 
+# What CredentialsLoaded and PasswordChecked carry when the account database could not answer
+# (the login fails with temporary-auth-failure: the password may well be right).
+AUTH_UNAVAILABLE = "unavailable"
+
+
 @dataclass(frozen=True, slots=True)
 class CredentialsLoaded:
-    """Answer to LoadCredentials: the stored SCRAM credentials for the hash asked, or None when
-    there is no such account."""
+    """Answer to LoadCredentials: the stored SCRAM credentials for the hash asked, None when
+    there is no such account, or AUTH_UNAVAILABLE."""
 
     username: str
-    credentials: Any  # xmpp.sasl.ScramCredentials | None
+    credentials: Any  # xmpp.sasl.ScramCredentials | None | AUTH_UNAVAILABLE
 
 
 @dataclass(frozen=True, slots=True)
 class PasswordChecked:
-    """Answer to CheckPassword."""
+    """Answer to CheckPassword (a bool, or AUTH_UNAVAILABLE)."""
 
     username: str
-    ok: bool
+    ok: bool | str
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import pytest
 
 from fsm import c2s
 from fsm.core import (
+    AUTH_UNAVAILABLE,
     CancelTimer,
     CheckPassword,
     CloseSession,
@@ -608,6 +609,21 @@ def test_plain_wrong_password_is_not_authorized():
     actions = m(PasswordChecked(USER, False))
     assert m.state == "wait_for_feature_request"
     assert sasl_failure(only(actions)) == "not-authorized"
+    assert m.data.user is None
+
+
+def test_a_database_that_cannot_answer_is_a_temporary_failure_not_a_wrong_password():
+    m = with_tls()
+    m(auth("PLAIN", plain()))
+    actions = m(PasswordChecked(USER, AUTH_UNAVAILABLE))
+    assert m.state == "wait_for_feature_request"
+    assert sasl_failure(only(actions)) == "temporary-auth-failure"
+    m = with_tls()
+    actions = m(auth("SCRAM-SHA-256", ScramClient("SHA-256", USER, PASSWORD, None, b"",
+                                                  CLIENT_NONCE).first()))  # fmt: skip
+    assert actions == [LoadCredentials(USER, HOST, "SHA-256")]
+    actions = m(CredentialsLoaded(USER, AUTH_UNAVAILABLE))
+    assert sasl_failure(only(actions)) == "temporary-auth-failure"
     assert m.data.user is None
 
 
